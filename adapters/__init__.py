@@ -1,0 +1,10 @@
+"""Adapters wrap every backbone and method behind one interface (see adapters/base.py)."""
+
+from adapters.base import ADAPTERS, CAPABILITIES, Adapter, AdapterArgs, Preprocess, create_adapter, list_adapters, register_adapter
+
+# Importing the modules registers the adapters.
+from adapters import open_clip as _open_clip  # noqa: E402,F401
+from adapters import python as _python  # noqa: E402,F401
+from adapters import timm as _timm  # noqa: E402,F401
+
+__all__ = ["ADAPTERS", "CAPABILITIES", "Adapter", "AdapterArgs", "Preprocess", "create_adapter", "list_adapters", "register_adapter"]

@@ -1,0 +1,155 @@
+"""The adapter interface: capabilities, preprocessing, metadata, and a registry.
+
+An adapter wraps one model behind named capabilities. It never knows which task
+calls it. Image inputs arrive as uint8 NCHW batches already resized and cropped
+per ``adapter.preprocess``; the adapter normalises them on its device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.errors import OutputError
+from bench.registry import Registry
+
+# Capability names shared by adapters and tasks (shared/ARCHITECTURE.md).
+CAPABILITIES = (
+    "image_features",
+    "image_logits",
+    "text_features",
+    "detections",
+    "region_scores",
+    "text_choice_logprobs",
+    "text_features_pair",
+    "video_features",
+    "predictions",
+)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images must be prepared: resize shorter side to floor(size/crop_pct), centre-crop size."""
+
+    input_size: int = 224
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class PreprocessArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_size: Optional[int] = Field(None, gt=0)
+    crop_pct: Optional[float] = Field(None, gt=0, le=1)
+    interpolation: Optional[Literal["bilinear", "bicubic", "nearest", "lanczos"]] = None
+    mean: Optional[tuple[float, float, float]] = None
+    std: Optional[tuple[float, float, float]] = None
+
+    def apply(self, base: Preprocess) -> Preprocess:
+        over = {k: v for k, v in self.model_dump().items() if v is not None}
+        return Preprocess(**{**base.as_dict(), **over})
+
+
+class AdapterArgs(BaseModel):
+    """Keys every model entry has; each adapter subclasses this with its own keys."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@+-]+$")
+    adapter: str
+
+
+class Adapter:
+    name: ClassVar[str]
+    Args: ClassVar[type[AdapterArgs]] = AdapterArgs
+    description: ClassVar[str] = ""
+
+    preprocess: Preprocess = Preprocess()
+
+    @classmethod
+    def capabilities_for(cls, args: AdapterArgs) -> frozenset[str]:
+        raise NotImplementedError
+
+    def __init__(self, args: AdapterArgs, device: str = "cpu", precision: str = "fp32", seed: int = 0):
+        self.args = args
+        self.device = torch.device(device)
+        self.precision = precision
+        self.seed = seed
+        self.capabilities = self.capabilities_for(args)
+        self.checkpoint_sha256: Optional[str] = None
+
+    # ---- helpers shared by torch adapters
+    @property
+    def dtype(self) -> Optional[torch.dtype]:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _prepare_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        module.eval().to(self.device)
+        if self.device.type == "cuda":
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW → normalised float on the adapter's device."""
+        x = images.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1) * 255
+        return (x.float() - mean) / std
+
+    @staticmethod
+    def check_finite(t: torch.Tensor, what: str, model: str) -> torch.Tensor:
+        if not torch.isfinite(t).all():
+            bad = "NaN" if torch.isnan(t).any() else "Inf"
+            raise OutputError(f"model '{model}' produced {bad} in {what}")
+        return t
+
+    # ---- capabilities (override what you offer)
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def image_logits(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def num_classes(self) -> Optional[int]:
+        return None
+
+    def metadata(self) -> dict[str, Any]:
+        return {"checkpoint_sha256": self.checkpoint_sha256}
+
+
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
+
+
+def register_adapter(cls: type[Adapter]) -> type[Adapter]:
+    return ADAPTERS.register(cls.name)(cls)
+
+
+def create_adapter(args: AdapterArgs, **kw) -> Adapter:
+    return ADAPTERS.get(args.adapter)(args, **kw)
+
+
+def list_adapters(pattern: str = "*") -> list[str]:
+    return ADAPTERS.list(pattern)
+
+
+def param_count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+

@@ -1,0 +1,90 @@
+"""Safe checkpoint loading: safetensors or torch.load(weights_only=True), never pickles.
+
+Checks the sha256 before loading and reports how a state dict misfits a model
+(missing, unexpected and mis-shaped keys) instead of torch's multi-page error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Optional
+
+import torch
+
+from bench.errors import CheckpointError
+
+_WRAPPERS = ("state_dict", "model", "module", "model_state", "ema")
+
+
+def sha256_file(path: str, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str, expected: Optional[str]) -> str:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    got = sha256_file(path)
+    if expected and not got.startswith(expected.lower()):
+        raise CheckpointError(f"{path}: sha256 mismatch: expected {expected}, got {got}")
+    return got
+
+
+def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            sd = load_file(path, device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch/safetensors errors are multi-line; keep the first
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot read checkpoint: {first}") from None
+    # unwrap {'state_dict': {...}} style containers from training frameworks
+    while isinstance(sd, dict) and len(sd) and not any(isinstance(v, torch.Tensor) for v in sd.values()):
+        inner = next((sd[k] for k in _WRAPPERS if k in sd and isinstance(sd[k], dict)), None)
+        if inner is None:
+            break
+        sd = inner
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: checkpoint holds a {type(sd).__name__}, not a state dict")
+    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _few(keys, n=3) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (", …" if len(keys) > n else "")
+
+
+def fit_state_dict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: str, what: str) -> None:
+    """Load strictly, or raise one line saying how many keys are missing/unexpected/mis-shaped."""
+    own = module.state_dict()
+    missing = set(own) - set(sd)
+    unexpected = set(sd) - set(own)
+    shapes = [k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({_few(unexpected)})")
+        if shapes:
+            k = sorted(shapes)[0]
+            parts.append(f"{len(shapes)} shape mismatches ({k}: checkpoint {list(sd[k].shape)} vs model {list(own[k].shape)})")
+        raise CheckpointError(f"{path}: checkpoint does not fit {what}: " + "; ".join(parts))
+    module.load_state_dict(sd, strict=True)
+
+
+def load_checkpoint(module: torch.nn.Module, path: str, sha256: Optional[str], what: str) -> str:
+    """Verify, read and fit a checkpoint; returns its sha256."""
+    digest = verify_sha256(path, sha256)
+    fit_state_dict(module, load_state_dict(path), path, what)
+    return digest

@@ -1,0 +1,107 @@
+"""Any torch.nn.Module from a factory `pkg.module:build`, with declared capabilities.
+
+Contract for the module the factory returns:
+- image_logits:   module(x) -> [B, num_classes]
+- image_features: module.forward_features(x) -> [B, D]
+- text_features:  module.encode_text(list[str]) -> [B, D]
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from typing import Any, Literal, Optional
+
+import torch
+from pydantic import Field, model_validator
+
+from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
+from adapters.checkpoint import load_checkpoint
+from adapters.timm import SHA256
+from bench.errors import OutputError
+from bench.suite import ExistingPath
+
+PYTHON_CAPS = ("image_logits", "image_features", "text_features")
+
+
+class PythonArgs(AdapterArgs):
+    adapter: Literal["python"] = "python"
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    python_path: list[ExistingPath] = []  # folders put on sys.path first, relative to the suite
+    kwargs: dict[str, Any] = {}
+    capabilities: list[Literal["image_logits", "image_features", "text_features"]] = Field(min_length=1)
+    checkpoint: Optional[ExistingPath] = None
+    sha256: Optional[str] = SHA256
+    preprocess: PreprocessArgs = PreprocessArgs()
+
+    @model_validator(mode="after")
+    def _importable(self):
+        add_python_path(self.python_path)
+        module = self.factory.split(":")[0]
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            raise ValueError(f"factory: cannot import module '{module}' (set python_path to the folder that holds it)")
+        return self
+
+
+def add_python_path(folders: list[str]) -> None:
+    for folder in reversed(folders):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def resolve_factory(spec: str):
+    module, attr = spec.split(":")
+    fn = getattr(importlib.import_module(module), attr, None)
+    if not callable(fn):
+        raise OutputError(f"factory '{spec}': '{attr}' is not a callable in module '{module}'")
+    return fn
+
+
+@register_adapter
+class PythonAdapter(Adapter):
+    name = "python"
+    Args = PythonArgs
+    description = "any torch.nn.Module from factory: 'pkg.module:build' with declared capabilities"
+
+    @classmethod
+    def capabilities_for(cls, args: PythonArgs) -> frozenset[str]:
+        return frozenset(args.capabilities)
+
+    def __init__(self, args: PythonArgs, **kw):
+        super().__init__(args, **kw)
+        add_python_path(args.python_path)
+        torch.manual_seed(self.seed)
+        model = resolve_factory(args.factory)(**args.kwargs)
+        if not isinstance(model, torch.nn.Module):
+            raise OutputError(f"factory '{args.factory}' returned {type(model).__name__}, not a torch.nn.Module")
+        if args.checkpoint:
+            self.checkpoint_sha256 = load_checkpoint(model, args.checkpoint, args.sha256, f"factory '{args.factory}'")
+        self.preprocess = args.preprocess.apply(Preprocess())
+        self.model = self._prepare_module(model)
+
+    def _check(self, out: torch.Tensor, what: str) -> torch.Tensor:
+        if out.ndim != 2:
+            raise OutputError(f"model '{self.args.name}': {what} must be [batch, dim], got shape {list(out.shape)}")
+        return self.check_finite(out.float(), what, self.args.name)
+
+    def image_logits(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        with torch.inference_mode(), self.autocast():
+            return self._check(self.model(x), "image_logits")
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        with torch.inference_mode(), self.autocast():
+            return self._check(self.model.forward_features(x), "image_features")
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        with torch.inference_mode(), self.autocast():
+            return self._check(self.model.encode_text(texts), "text_features")
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "factory": self.args.factory, "params": param_count(self.model)}

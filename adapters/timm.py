@@ -1,0 +1,86 @@
+"""Any timm model: `pretrained: true` through timm's own loader, or a local checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import torch
+from pydantic import Field
+
+from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
+from adapters.checkpoint import load_checkpoint
+from bench.suite import ExistingPath
+
+SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
+
+
+class TimmArgs(AdapterArgs):
+    adapter: Literal["timm"] = "timm"
+    arch: str
+    pretrained: bool = False
+    checkpoint: Optional[ExistingPath] = None
+    sha256: Optional[str] = SHA256
+    num_classes: Optional[int] = Field(None, ge=0)
+    kwargs: dict[str, Any] = {}  # passed to timm.create_model, e.g. {img_size: 64}
+    preprocess: PreprocessArgs = PreprocessArgs()
+
+
+def timm_preprocess(model: torch.nn.Module, kwargs: dict) -> Preprocess:
+    import timm.data
+
+    cfg = timm.data.resolve_data_config({}, model=model)
+    size = kwargs.get("img_size", cfg["input_size"][-1])
+    size = size if isinstance(size, int) else size[-1]
+    return Preprocess(
+        input_size=int(size),
+        crop_pct=float(cfg.get("crop_pct") or 0.875),
+        interpolation=cfg["interpolation"],
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+    )
+
+
+@register_adapter
+class TimmAdapter(Adapter):
+    name = "timm"
+    Args = TimmArgs
+    description = "any timm model name; pretrained via timm (online) or checkpoint: PATH (.safetensors/.pth/.bin)"
+
+    @classmethod
+    def capabilities_for(cls, args: TimmArgs) -> frozenset[str]:
+        caps = {"image_features"}
+        if args.num_classes != 0:
+            caps.add("image_logits")
+        return frozenset(caps)
+
+    def __init__(self, args: TimmArgs, **kw):
+        super().__init__(args, **kw)
+        import timm
+
+        create_kw = dict(args.kwargs)
+        if args.num_classes is not None:
+            create_kw["num_classes"] = args.num_classes
+        torch.manual_seed(self.seed)  # random init is reproducible
+        model = timm.create_model(args.arch, pretrained=args.pretrained, **create_kw)
+        if args.checkpoint:
+            self.checkpoint_sha256 = load_checkpoint(model, args.checkpoint, args.sha256, f"timm '{args.arch}'")
+        self.preprocess = args.preprocess.apply(timm_preprocess(model, create_kw))
+        self.model = self._prepare_module(model)
+
+    def num_classes(self) -> Optional[int]:
+        return getattr(self.model, "num_classes", None)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        with torch.inference_mode(), self.autocast():
+            f = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return self.check_finite(f.float(), "image_features", self.args.name)
+
+    def image_logits(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        with torch.inference_mode(), self.autocast():
+            out = self.model(x)
+        return self.check_finite(out.float(), "image_logits", self.args.name)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "arch": self.args.arch, "params": param_count(self.model)}

@@ -1,0 +1,255 @@
+"""The `bench` command line. It parses arguments and calls the runner, compare or check; nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import BenchError, SuiteError
+
+app = typer.Typer(
+    help="Evaluate vision and language foundation models: YAML suites of models × tasks → Parquet leaderboards.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(e: Exception, code: int = 2):
+    lines = e.problems if isinstance(e, SuiteError) else [str(e)]
+    for line in lines:
+        err.print(f"[red]error[/]: {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(suite: Path, check_paths: bool = True):
+    from bench.jobs import expand
+    from bench.suite import load_suite
+
+    s = load_suite(suite, check_paths=check_paths)
+    return s, expand(s)
+
+
+@app.command()
+def validate(suite: Path = typer.Argument(..., help="Suite YAML file.")):
+    """Check a suite: schema, names, files and model/task capabilities. Prints every problem as FILE:LINE."""
+    try:
+        s, plan = _load(suite)
+    except BenchError as e:
+        _fail(e)
+    out.print(f"[green]ok[/]: {suite}: {len(s.models)} models × {len(s.tasks)} tasks → {len(plan.jobs)} jobs, {len(plan.skipped)} pairs skipped")
+
+
+@app.command()
+def run(
+    suite: Path = typer.Argument(..., help="Suite YAML file."),
+    out_dir: Path = typer.Option(Path("results"), "--out", help="Results root; runs land in OUT/<suite>/<run-id>/."),
+    device: Optional[str] = typer.Option(None, help="Override defaults.device: auto | cpu | cuda | cuda:N."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate a seeded sample of at most N items per split."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override defaults.batch_size."),
+    precision: Optional[str] = typer.Option(None, help="Override defaults.precision: fp32 | bf16 | fp16."),
+    force: bool = typer.Option(False, "--force", help="Rerun jobs whose rows already exist."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded jobs (and skipped pairs) without running."),
+):
+    """Run every model × task job of a suite, resuming where earlier runs stopped."""
+    from bench.jobs import expand
+    from bench.runner import Runner
+    from bench.suite import Defaults, load_suite
+
+    try:
+        s = load_suite(suite)
+        over = {k: v for k, v in {"device": device, "limit": limit, "batch_size": batch_size, "precision": precision}.items() if v is not None}
+        try:
+            settings = Defaults.model_validate({**s.defaults.model_dump(), **over})
+        except Exception as e:
+            raise BenchError(f"bad command-line override: {str(e).splitlines()[-1].strip()}") from None
+        plan = expand(s, settings)
+    except BenchError as e:
+        _fail(e)
+
+    runner = Runner(s, plan, out_dir, force=force, console=err)
+    if dry_run:
+        t = Table(title=f"{s.name}: {len(plan.jobs)} jobs")
+        for c in ("model", "task", "type", "job_hash", "status"):
+            t.add_column(c)
+        for j in plan.jobs:
+            t.add_row(j.model.name, j.task.name, j.task.type, j.job_hash, "done (skip)" if not force and runner.existing_rows(j) else "to run")
+        out.print(t)
+        for sk in plan.skipped:
+            out.print(f"skipped: {sk.model} × {sk.task}: {sk.reason}")
+        return
+    try:
+        summary = runner.run(settings.device)
+    except BenchError as e:
+        _fail(e)
+    _print_summary(summary)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _print_summary(summary):
+    t = Table(title=f"results: {summary.run_dir}")
+    for c in ("model", "task", "status", "metrics", "wall s", "samples/s"):
+        t.add_column(c, justify="right" if c in ("wall s", "samples/s") else "left")
+    for o in summary.outcomes:
+        metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in o.rows) if o.rows else (o.error if o.status == "failed" else "")
+        sps = next((r.get("samples_per_s") for r in o.rows), None)
+        style = {"ok": "green", "failed": "red", "skipped": "dim"}[o.status]
+        t.add_row(o.job.model.name, o.job.task.name, f"[{style}]{o.status}[/]", metrics, f"{o.wall_s:.1f}" if o.status != "skipped" else "", f"{sps:.1f}" if sps else "")
+    out.print(t)
+    n_fail = len(summary.failed)
+    out.print(f"{len(summary.outcomes) - n_fail} ok or resumed, {n_fail} failed; leaderboard: {summary.run_dir.parent / 'leaderboard.parquet'}")
+
+
+class ListWhat(str, Enum):
+    adapters = "adapters"
+    tasks = "tasks"
+    models = "models"
+
+
+@app.command("list")
+def list_(
+    what: ListWhat = typer.Argument(..., help="adapters | tasks | models"),
+    pattern: str = typer.Argument("*", help="Wildcard filter, e.g. 'vit_*' or '*clip*'."),
+    source: str = typer.Option("timm", help="For 'models': timm | open_clip."),
+):
+    """List registered adapters, task types, or model architectures (timm/open_clip) matching a wildcard."""
+    if what == ListWhat.adapters:
+        from adapters import ADAPTERS
+
+        t = Table("adapter", "capabilities", "description")
+        for name in ADAPTERS.list(pattern):
+            cls = ADAPTERS.get(name)
+            t.add_row(name, _caps_text(cls), cls.description)
+        out.print(t)
+    elif what == ListWhat.tasks:
+        from bench.tasks import TASKS
+
+        t = Table("task type", "description")
+        for name in TASKS.list(pattern):
+            t.add_row(name, TASKS.get(name).description)
+        out.print(t)
+    else:
+        if source == "open_clip":
+            import fnmatch
+
+            import open_clip
+
+            names = [m for m in open_clip.list_models() if fnmatch.fnmatch(m, pattern)]
+        elif source == "timm":
+            import timm
+
+            names = timm.list_models(pattern)
+        else:
+            _fail(BenchError(f"unknown --source '{source}': use timm or open_clip"))
+        for n in names:
+            out.print(n, highlight=False)
+
+
+def _caps_text(cls) -> str:
+    return {"timm": "image_features, image_logits", "open_clip": "image_features, text_features", "python": "declared in the suite"}.get(cls.name, "")
+
+
+class Fmt(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    html = "html"
+
+
+@app.command()
+def compare(
+    results: list[Path] = typer.Argument(..., help="Results folders or Parquet files (rows are unioned)."),
+    baseline: Optional[str] = typer.Option(None, help="A model name in the results, or a results file/folder, to show deltas against."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table | markdown | csv | html"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+):
+    """Show models × (task, metric): best per column marked, deltas against a baseline, † where not comparable."""
+    from bench import compare as cmp
+
+    try:
+        comp = cmp.build([str(p) for p in results], baseline)
+    except BenchError as e:
+        _fail(e)
+    if fmt == Fmt.table and output is None:
+        out.print(cmp.render_rich(comp))
+        for n in cmp.footnotes(comp):
+            out.print(n, highlight=False)
+        return
+    text = {Fmt.table: cmp.render_markdown, Fmt.markdown: cmp.render_markdown, Fmt.csv: cmp.render_csv, Fmt.html: cmp.render_html}[fmt](comp)
+    if output:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def check(
+    results: list[Path] = typer.Argument(..., help="Results folders or Parquet files of the current run."),
+    baseline: Path = typer.Option(..., help="Baseline Parquet (e.g. results/baselines/smoke.parquet)."),
+    tolerance: float = typer.Option(0.0, min=0.0, help="Default absolute tolerance, in the metric's own units (0.01 = 1 point of accuracy)."),
+    suite: Optional[Path] = typer.Option(None, help="Suite whose check.tolerance gives per-metric tolerances (default: the one recorded in run.json)."),
+    summary: Optional[Path] = typer.Option(None, help="Also write a markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
+    show_all: bool = typer.Option(False, "--all", help="List every metric, not only the bad ones."),
+):
+    """Fail (exit 1) when a metric drops beyond tolerance, or a baseline row is missing or failed."""
+    from bench import check as chk
+    from bench.results import load_rows
+
+    try:
+        current = load_rows([str(p) for p in results])
+        base = load_rows([str(baseline)])
+        per_metric = _tolerances(suite, results)
+    except BenchError as e:
+        _fail(e)
+    verdicts = chk.check(current, base, tolerance, per_metric)
+    t = Table(title=f"bench check against {baseline}")
+    for c in ("status", "model", "task", "metric", "baseline", "current", "Δ", "tol", "note"):
+        t.add_column(c)
+    colors = {"ok": "green", "improved": "cyan", "regressed": "red", "missing": "red", "failed": "red"}
+    for v in verdicts:
+        if v.bad or show_all:
+            cur = "—" if v.current is None else f"{v.current:.4f}"
+            delta = "—" if v.current is None else f"{v.current - v.baseline:+.4f}"
+            t.add_row(f"[{colors[v.status]}]{v.status}[/]", v.model, v.task, f"{v.dataset}/{v.split} {v.metric}", f"{v.baseline:.4f}", cur, delta, f"{v.tolerance:g}", v.note)
+    bad = [v for v in verdicts if v.bad]
+    if t.row_count:
+        out.print(t)
+    if summary:
+        summary.write_text(chk.render_markdown(verdicts))
+    if bad:
+        out.print(f"[red]FAIL[/]: {len(bad)} of {len(verdicts)} baseline metrics regressed, missing or failed")
+        raise typer.Exit(1)
+    out.print(f"[green]PASS[/]: {len(verdicts)} baseline metrics within tolerance")
+
+
+def _tolerances(suite: Optional[Path], results: list[Path]) -> dict[str, float]:
+    if suite:
+        from bench.suite import load_suite
+
+        return load_suite(suite, check_paths=False).check.tolerance
+    runs = sorted((f for p in results if Path(p).is_dir() for f in Path(p).rglob("run.json")), key=lambda f: f.stat().st_mtime)
+    for f in reversed(runs):
+        try:
+            return json.loads(f.read_text())["suite"]["check"]["tolerance"]
+        except (KeyError, ValueError, TypeError):
+            continue
+    return {}
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,168 @@
+"""`bench compare`: models × (task, dataset, metric) with best marked and deltas to a baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.metrics import higher_is_better
+from bench.results import load_rows
+
+COL = ["task", "dataset", "split", "metric"]
+
+
+@dataclass
+class Cell:
+    value: Optional[float] = None
+    status: str = "ok"
+    delta: Optional[float] = None
+    best: bool = False
+    flag: str = ""  # why the cell is not comparable, empty when it is
+    task_hash: Optional[str] = None
+
+
+@dataclass
+class Comparison:
+    columns: list[tuple]
+    models: list[str]
+    cells: dict = field(default_factory=dict)  # (model, column) -> Cell
+    notes: list[str] = field(default_factory=list)
+    baseline: Optional[str] = None
+
+
+def build(results: list[str], baseline: Optional[str] = None) -> Comparison:
+    df = load_rows(results)
+    ok = df[df.status == "ok"]
+    failed = df[df.status != "ok"]
+    columns = sorted({tuple(r) for r in ok[COL].itertuples(index=False, name=None)})
+    models = list(dict.fromkeys(df.model))
+    comp = Comparison(columns=columns, models=models, baseline=baseline)
+
+    for r in ok.itertuples(index=False):
+        comp.cells[(r.model, (r.task, r.dataset, r.split, r.metric))] = Cell(value=float(r.value), task_hash=r.task_hash)
+    for r in failed.itertuples(index=False):
+        for col in columns:
+            if col[0] == r.task:
+                comp.cells[(r.model, col)] = Cell(status="failed", flag=r.error or "failed")
+
+    # same task name, different task config → not comparable
+    hashes = ok.groupby(COL)["task_hash"].agg(lambda s: s.mode().iat[0] if s.notna().any() else None)
+    for r in ok.itertuples(index=False):
+        col = (r.task, r.dataset, r.split, r.metric)
+        if hashes.get(col) is not None and r.task_hash != hashes[col]:
+            comp.cells[(r.model, col)].flag = f"task config differs (task_hash {r.task_hash} vs {hashes[col]})"
+
+    for col in columns:
+        vals = [(m, c.value) for m in models if (c := comp.cells.get((m, col))) and c.value is not None and not c.flag]
+        if len(vals) > 1:
+            pick = max if higher_is_better(col[3]) else min
+            best = pick(v for _, v in vals)
+            for m, v in vals:
+                if v == best:
+                    comp.cells[(m, col)].best = True
+
+    if baseline:
+        _apply_baseline(comp, baseline)
+    return comp
+
+
+def _apply_baseline(comp: Comparison, baseline: str) -> None:
+    if Path(baseline).exists():
+        base = load_rows([baseline])
+        base = base[base.status == "ok"]
+        index = {(r.model, (r.task, r.dataset, r.split, r.metric)): r for r in base.itertuples(index=False)}
+        for (model, col), cell in comp.cells.items():
+            b = index.get((model, col))
+            if b is not None and cell.value is not None:
+                cell.delta = cell.value - float(b.value)
+                if b.task_hash and cell.task_hash and b.task_hash != cell.task_hash:
+                    cell.flag = cell.flag or f"baseline task config differs (task_hash {b.task_hash} vs {cell.task_hash})"
+        comp.notes.append(f"Δ against {baseline}")
+    elif baseline in comp.models:
+        for (model, col), cell in comp.cells.items():
+            b = comp.cells.get((baseline, col))
+            if b is not None and b.value is not None and cell.value is not None:
+                cell.delta = cell.value - b.value
+        comp.notes.append(f"Δ against model '{baseline}'")
+    else:
+        raise BenchError(f"--baseline '{baseline}' is neither a results file/folder nor a model in the results ({', '.join(comp.models)})")
+
+
+# ---------------------------------------------------------------- rendering
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}"
+
+
+def cell_text(c: Optional[Cell], markup: str) -> str:
+    if c is None:
+        return "—"
+    if c.status != "ok":
+        return "failed"
+    s = _pct(c.value)
+    if c.delta is not None:
+        s += f" ({'+' if c.delta >= 0 else ''}{100 * c.delta:.2f})"
+    if c.flag:
+        s += " †"
+    if c.best:
+        s = {"rich": f"[bold green]{s}[/]", "md": f"**{s}**", "html": f"<b>{s}</b>"}.get(markup, s + " *")
+    return s
+
+
+def col_title(col: tuple) -> str:
+    task, dataset, split, metric = col
+    return f"{task}\n{dataset}/{split}\n{metric}"
+
+
+def footnotes(comp: Comparison) -> list[str]:
+    out = ["values in %; best per column in bold" + ("; " + "; ".join(comp.notes) if comp.notes else "")]
+    for (model, col), c in comp.cells.items():
+        if c.flag and c.status == "ok":
+            out.append(f"† {model} · {col[0]}/{col[3]}: not comparable: {c.flag}")
+        elif c.status != "ok" and col == next((k for k in comp.columns if k[0] == col[0]), None):
+            out.append(f"{model} · {col[0]}: failed: {c.flag}")
+    return out
+
+
+def render_rich(comp: Comparison):
+    from rich.table import Table
+
+    t = Table(title="bench compare", show_lines=False)
+    t.add_column("model", style="bold")
+    for col in comp.columns:
+        t.add_column(col_title(col), justify="right")
+    for m in comp.models:
+        t.add_row(m, *[cell_text(comp.cells.get((m, col)), "rich") for col in comp.columns])
+    return t
+
+
+def render_markdown(comp: Comparison) -> str:
+    head = ["model"] + [f"{c[0]} {c[1]}/{c[2]} {c[3]}" for c in comp.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in comp.models:
+        lines.append("| " + " | ".join([m] + [cell_text(comp.cells.get((m, c)), "md") for c in comp.columns]) + " |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in footnotes(comp)]) + "\n"
+
+
+def render_csv(comp: Comparison) -> str:
+    rows = []
+    for m in comp.models:
+        for col in comp.columns:
+            c = comp.cells.get((m, col))
+            if c is None:
+                continue
+            rows.append({"model": m, "task": col[0], "dataset": col[1], "split": col[2], "metric": col[3], "value": c.value, "status": c.status, "delta": c.delta, "best": c.best, "comparable": not c.flag, "note": c.flag})
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def render_html(comp: Comparison) -> str:
+    import html
+
+    head = "".join(f"<th>{html.escape(col_title(c)).replace(chr(10), '<br>')}</th>" for c in comp.columns)
+    body = "".join(f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td>{cell_text(comp.cells.get((m, c)), 'html')}</td>" for c in comp.columns) + "</tr>" for m in comp.models)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in footnotes(comp))
+    style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare</title><style>{style}</style></head><body><table><tr><th>model</th>{head}</tr>{body}</table><ul>{notes}</ul></body></html>\n"

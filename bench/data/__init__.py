@@ -1,0 +1,1 @@
+"""Dataset readers. Each format is a pydantic spec with a ``load(role)`` method."""

@@ -1,0 +1,106 @@
+"""Expand a validated suite into jobs (model × task), checking capabilities first."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass
+
+from bench.errors import SuiteError
+from bench.registry import did_you_mean
+from bench.suite import Defaults, Suite
+
+# Bump when a change alters numbers for an unchanged config, so old rows are not reused.
+PROTOCOL_VERSION = 1
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Job:
+    model: object  # adapter Args
+    task: object  # task Config
+    settings: Defaults
+    job_hash: str  # resolved model + task + settings that change numbers
+    task_hash: str  # the task as written, for comparability across machines
+
+    @property
+    def key(self) -> str:
+        return f"{self.model.name} × {self.task.name}"
+
+
+@dataclass
+class Skipped:
+    model: str
+    task: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    skipped: list[Skipped]
+
+
+def _in_matrix(suite: Suite, model: str, task: str) -> bool:
+    m = suite.matrix
+    if m is None:
+        return True
+    hit = lambda pairs: any(fnmatch.fnmatch(model, p.model) and fnmatch.fnmatch(task, p.task) for p in pairs)  # noqa: E731
+    if m.include is not None and not hit(m.include):
+        return False
+    return not hit(m.exclude)
+
+
+def expand(suite: Suite, settings: Defaults | None = None) -> Plan:
+    """All runnable (model, task) pairs; raises SuiteError for pairs that cannot be honoured."""
+    from adapters import ADAPTERS
+    from bench.tasks import TASKS
+
+    settings = settings or suite.defaults
+    names = [m.name for m in suite.models]
+    caps = {m.name: ADAPTERS.get(m.adapter).capabilities_for(m) for m in suite.models}
+    problems, jobs, skipped = [], [], []
+    for ti, task in enumerate(suite.tasks):
+        need = TASKS.get(task.type).required_capabilities(task)
+        explicit = task.models is not None
+        for j, name in enumerate(task.models or []):
+            if name not in caps:
+                problems.append(f"{suite.where('tasks', ti, 'models', j)}: unknown model '{name}'{did_you_mean(name, names)}")
+        runnable = 0
+        for model in suite.models:
+            if explicit and model.name not in task.models:
+                continue
+            missing = need - caps[model.name]
+            if missing:
+                reason = f"model lacks {', '.join(sorted(missing))}"
+                if explicit:
+                    problems.append(f"{suite.where('tasks', ti, 'models')}: model '{model.name}' cannot run task '{task.name}': {reason}")
+                else:
+                    skipped.append(Skipped(model.name, task.name, reason))
+                continue
+            if not _in_matrix(suite, model.name, task.name):
+                skipped.append(Skipped(model.name, task.name, "excluded by matrix"))
+                continue
+            runnable += 1
+            written = dict(suite.raw_tasks[ti])
+            written.pop("models", None)
+            numbers = {"precision": settings.precision, "limit": settings.limit, "seed": settings.seed, "v": PROTOCOL_VERSION}
+            jobs.append(
+                Job(
+                    model=model,
+                    task=task,
+                    settings=settings,
+                    job_hash=short_hash({"model": model.model_dump(), "task": task.model_dump(exclude={"models"}), **numbers}),
+                    task_hash=short_hash({"task": written, **numbers}),
+                )
+            )
+        if runnable == 0 and not problems:
+            why = "; ".join(f"{s.model}: {s.reason}" for s in skipped if s.task == task.name) or "no model selected"
+            problems.append(f"{suite.where('tasks', ti)}: no model can run task '{task.name}' (needs {', '.join(sorted(need))}; {why})")
+    if problems:
+        raise SuiteError(problems)
+    return Plan(jobs, skipped)

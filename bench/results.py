@@ -1,0 +1,158 @@
+"""Result rows: the long-format schema, atomic Parquet writes, and the leaderboard union."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.errors import BenchError
+
+SCHEMA = pa.schema(
+    [
+        ("suite", pa.string()),
+        ("model", pa.string()),
+        ("task", pa.string()),
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("n", pa.int64()),
+        ("stderr", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("status", pa.string()),  # ok | failed
+        ("error", pa.string()),
+        ("convention", pa.string()),
+        # provenance
+        ("run_id", pa.string()),
+        ("bench_version", pa.string()),
+        ("git_sha", pa.string()),
+        ("job_hash", pa.string()),
+        ("task_hash", pa.string()),
+        ("checkpoint_sha256", pa.string()),
+        ("torch", pa.string()),
+        ("timm", pa.string()),
+        ("open_clip", pa.string()),
+        ("device", pa.string()),
+        ("precision", pa.string()),
+        ("batch_size", pa.int64()),
+        ("seed", pa.int64()),
+        ("started_at", pa.timestamp("ms", tz="UTC")),
+        ("wall_s", pa.float64()),
+        ("samples_per_s", pa.float64()),
+        ("meta", pa.string()),  # JSON: protocol choices and adapter metadata
+    ]
+)
+COLUMNS = SCHEMA.names
+KEY = ["suite", "model", "task", "dataset", "split", "metric"]
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Write through a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def rows_table(rows: list[dict]) -> pa.Table:
+    data = {c: [r.get(c) for r in rows] for c in COLUMNS}
+    return pa.Table.from_pydict(data, schema=SCHEMA)
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    table = rows_table(rows)
+    atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_frame(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_bytes(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_json(path: Path, obj) -> None:
+    def w(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, default=str)
+
+    atomic_write_bytes(path, w)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        df = pq.read_table(path).to_pandas()
+    except Exception as e:
+        raise BenchError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    missing = {"model", "task", "metric", "value", "status"} - set(df.columns)
+    if missing:
+        raise BenchError(f"{path}: not a bench results file (missing columns: {', '.join(sorted(missing))})")
+    for c in COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    return df[COLUMNS]
+
+
+def row_files(path: Path) -> list[Path]:
+    """A Parquet file, or every job's rows under a results folder (falling back to any Parquet)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise BenchError(f"{path}: results path does not exist")
+    files = sorted(path.rglob("rows/*.parquet"))
+    return files or sorted(p for p in path.rglob("*.parquet") if p.parent.name != "predictions")
+
+
+def load_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The union of all rows; for the same job and metric the newest row wins."""
+    files = [f for p in paths for f in row_files(Path(p))]
+    if not files:
+        raise BenchError(f"no result rows found in {', '.join(str(p) for p in paths)}")
+    df = pd.concat([_read(f) for f in files], ignore_index=True)
+    df = df.sort_values("started_at", kind="stable", na_position="first")
+    df = df.drop_duplicates(subset=["job_hash", "dataset", "split", "metric"], keep="last")
+    # a job that later succeeded drops its old failure row, and vice versa
+    latest = df.groupby(["suite", "model", "task"], dropna=False)["started_at"].transform("max")
+    df = df[(df["started_at"] == latest) | df["started_at"].isna()]
+    return df.reset_index(drop=True)
+
+
+def job_rows_ok(path: Path) -> bool:
+    try:
+        status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+    except Exception:
+        return False  # unreadable rows are recomputed, never trusted
+    return bool(status) and all(s == "ok" for s in status)
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, Optional[str]]:
+    import bench
+
+    def version(mod):
+        try:
+            return __import__(mod).__version__
+        except Exception:
+            return None
+
+    src = Path(bench.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except Exception:
+        sha = None
+    return {"bench_version": bench.__version__, "git_sha": sha, "torch": version("torch"), "timm": version("timm"), "open_clip": version("open_clip")}

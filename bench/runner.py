@@ -1,0 +1,223 @@
+"""Run jobs: pick the device, stream batches through adapters, write rows atomically, resume.
+
+The runner owns devices, batching, caching of outputs within a run, and progress. Tasks
+ask it for outputs by capability (``TaskContext.image_outputs``) and return rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bench.errors import one_line
+from bench.jobs import Job, Plan, short_hash
+from bench.results import environment, job_rows_ok, load_rows, write_frame, write_json, write_rows
+from bench.suite import Suite
+
+AUTO_BATCH = {"cpu": 64, "cuda": 256}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from bench.errors import BenchError
+
+        raise BenchError(f"device '{device}' was asked for but CUDA is not available")
+    return device
+
+
+@dataclass
+class JobOutcome:
+    job: Job
+    status: str  # ok | failed | skipped (rows already exist)
+    error: str = ""
+    rows: list = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    outcomes: list[JobOutcome]
+
+    @property
+    def failed(self) -> list[JobOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+class Runner:
+    def __init__(self, suite: Suite, plan: Plan, out: Path, force: bool = False, console: Optional[Console] = None, argv: Optional[list[str]] = None):
+        self.suite, self.plan, self.force = suite, plan, force
+        self.suite_dir = Path(out) / suite.name
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        self.run_id = f"{stamp}-{os.getpid()}"
+        self.run_dir = self.suite_dir / self.run_id
+        self.console = console or Console(stderr=True)
+        self.argv = argv if argv is not None else sys.argv
+        self._adapter = None
+        self._adapter_key = None
+        self._memo: dict = {}
+        self._progress: Optional[Progress] = None
+
+    # ---------------------------------------------------------------- resume
+    def existing_rows(self, job: Job) -> Optional[Path]:
+        for p in sorted(self.suite_dir.glob(f"*/rows/{job.job_hash}.parquet")):
+            if job_rows_ok(p):
+                return p
+        return None
+
+    # ---------------------------------------------------------------- outputs
+    def _get_adapter(self, job: Job, device: str):
+        from adapters import create_adapter
+
+        key = short_hash({"m": job.model.model_dump(), "d": device, "p": job.settings.precision, "s": job.settings.seed})
+        if key != self._adapter_key:
+            self._adapter, self._adapter_key, self._memo = None, None, {}
+            self._adapter = create_adapter(job.model, device=device, precision=job.settings.precision, seed=job.settings.seed)
+            self._adapter_key = key
+        return self._adapter
+
+    def image_outputs(self, adapter, split, capability: str) -> np.ndarray:
+        """Batched outputs for a split, computed once per (model, split, preprocess, capability) in a run."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        from bench.data.images import ImageDataset, eval_transform
+
+        pre = adapter.preprocess
+        key = (self._adapter_key, capability, short_hash([split.paths, pre.as_dict()]))
+        if key in self._memo:
+            return self._memo[key]
+        s = self.job.settings
+        bs = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
+        ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
+        loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
+        fn = getattr(adapter, capability)
+        bar = self._progress.add_task(f"  {split.name} · {capability}", total=len(ds)) if self._progress else None
+        chunks = []
+        t0 = time.perf_counter()
+        for images, _ in loader:
+            chunks.append(fn(images).cpu().numpy())
+            if bar is not None:
+                self._progress.advance(bar, len(images))
+        if adapter.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.forward_s += time.perf_counter() - t0
+        self.samples += len(ds)
+        if bar is not None:
+            self._progress.remove_task(bar)
+        out = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+        self._memo[key] = out
+        return out
+
+    # ---------------------------------------------------------------- one job
+    def run_job(self, job: Job, device: str) -> JobOutcome:
+        from bench.tasks import TASKS, TaskContext
+
+        self.job, self.samples, self.forward_s = job, 0, 0.0
+        started = dt.datetime.now(dt.timezone.utc)
+        t0 = time.perf_counter()
+        s = job.settings
+        base = {
+            "suite": self.suite.name,
+            "model": job.model.name,
+            "task": job.task.name,
+            "run_id": self.run_id,
+            "job_hash": job.job_hash,
+            "task_hash": job.task_hash,
+            "device": device,
+            "precision": s.precision,
+            "batch_size": s.batch_size if s.batch_size != "auto" else AUTO_BATCH[device.split(":")[0]],
+            "seed": s.seed,
+            "started_at": started,
+            **environment(),
+        }
+        try:
+            adapter = self._get_adapter(job, device)
+            ctx = TaskContext(seed=s.seed, limit=s.limit, image_outputs=self.image_outputs)
+            result = TASKS.get(job.task.type)(job.task, ctx).evaluate(adapter)
+            wall = time.perf_counter() - t0
+            meta = json.dumps({**adapter.metadata(), **result.meta}, default=str, sort_keys=True)
+            sps = self.samples / self.forward_s if self.forward_s > 0 else None
+            rows = [{**base, "status": "ok", **r, "checkpoint_sha256": adapter.checkpoint_sha256, "wall_s": wall, "samples_per_s": sps, "meta": meta} for r in result.rows]
+            if not result.predictions.empty:
+                write_frame(self.run_dir / "predictions" / f"{job.job_hash}.parquet", result.predictions)
+            write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", rows)
+            return JobOutcome(job, "ok", rows=rows, wall_s=wall)
+        except Exception as e:  # any failure fails this job only
+            msg = one_line(e)
+            wall = time.perf_counter() - t0
+            row = {**base, "status": "failed", "error": msg, "wall_s": wall}
+            write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [row])
+            return JobOutcome(job, "failed", error=msg, wall_s=wall)
+
+    # ---------------------------------------------------------------- all jobs
+    def run(self, device: str = "auto") -> RunSummary:
+        device = resolve_device(device)
+        outcomes: list[JobOutcome] = []
+        todo = []
+        for job in self.plan.jobs:
+            if not self.force and self.existing_rows(job):
+                outcomes.append(JobOutcome(job, "skipped"))
+            else:
+                todo.append(job)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_run_json(device, outcomes, todo)
+        # group by model so each model is built once
+        order = {m.name: i for i, m in enumerate(self.suite.models)}
+        todo.sort(key=lambda j: order[j.model.name])
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            self._progress = progress
+            jobs_bar = progress.add_task(f"[bold]{self.suite.name}[/] jobs", total=len(todo))
+            for job in todo:
+                progress.update(jobs_bar, description=f"[bold]{self.suite.name}[/] {job.key}")
+                outcome = self.run_job(job, device)
+                outcomes.append(outcome)
+                if outcome.status == "failed":
+                    progress.console.print(f"[red]FAILED[/] {job.key}: {outcome.error}")
+                progress.advance(jobs_bar)
+                self._write_run_json(device, outcomes, [])
+            progress.update(jobs_bar, description=f"[bold]{self.suite.name}[/] done")
+        self._progress = None
+        self._adapter, self._memo = None, {}
+        try:
+            write_frame(self.suite_dir / "leaderboard.parquet", load_rows([self.suite_dir]))
+        except Exception as e:  # the rows are safe; only the convenience union failed
+            self.console.print(f"[yellow]warning[/]: could not write {self.suite_dir / 'leaderboard.parquet'}: {one_line(e)}")
+        return RunSummary(self.run_dir, outcomes)
+
+    def _write_run_json(self, device: str, outcomes: list[JobOutcome], pending: list[Job]) -> None:
+        status = {o.job.job_hash: {"model": o.job.model.name, "task": o.job.task.name, "status": o.status, "error": o.error or None} for o in outcomes}
+        status.update({j.job_hash: {"model": j.model.name, "task": j.task.name, "status": "pending"} for j in pending})
+        write_json(
+            self.run_dir / "run.json",
+            {
+                "run_id": self.run_id,
+                "argv": self.argv,
+                "suite_file": str(self.suite.path),
+                "suite": {
+                    "name": self.suite.name,
+                    "defaults": self.suite.defaults.model_dump(),
+                    "settings": self.plan.jobs[0].settings.model_dump() if self.plan.jobs else None,
+                    "models": [m.model_dump() for m in self.suite.models],
+                    "tasks": [t.model_dump() for t in self.suite.tasks],
+                    "check": self.suite.check.model_dump(),
+                },
+                "environment": {**environment(), "device": device, "python": sys.version.split()[0]},
+                "jobs": status,
+            },
+        )

@@ -1,0 +1,277 @@
+"""The suite file: YAML → validated pydantic objects, with file:line errors.
+
+Validation happens in full before anything runs. Every problem becomes one line
+``FILE:LINE: dotted.key: message`` and all of them are reported together.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+
+from bench.errors import SuiteError
+from bench.registry import did_you_mean
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- paths
+def _resolve(value: str, info: ValidationInfo) -> str:
+    base = (info.context or {}).get("base", ".")
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else (Path(base) / p).resolve())
+
+
+def _resolve_existing(value: str, info: ValidationInfo) -> str:
+    path = _resolve(value, info)
+    if (info.context or {}).get("check_paths", True) and not os.path.exists(path):
+        raise ValueError(f"path does not exist: {path}")
+    return path
+
+
+# A path resolved against the suite file's folder; ExistingPath must also exist.
+SuitePath = Annotated[str, AfterValidator(_resolve)]
+ExistingPath = Annotated[str, AfterValidator(_resolve_existing)]
+
+
+# ---------------------------------------------------------------- top level
+class Defaults(Strict):
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    batch_size: Union[Annotated[int, Field(gt=0)], Literal["auto"]] = "auto"
+    num_workers: Annotated[int, Field(ge=0)] = 2
+    seed: int = 0
+    limit: Optional[Annotated[int, Field(gt=0)]] = None
+
+
+class Pair(Strict):
+    model: str = "*"
+    task: str = "*"
+
+
+class Matrix(Strict):
+    include: Optional[list[Pair]] = None
+    exclude: list[Pair] = []
+
+
+class CheckSpec(Strict):
+    # metric name or glob → absolute tolerance in the metric's units
+    tolerance: dict[str, float] = {}
+
+
+class SuiteHead(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    defaults: Defaults = Defaults()
+    models: list[dict[str, Any]] = Field(min_length=1)
+    tasks: list[dict[str, Any]] = Field(min_length=1)
+    matrix: Optional[Matrix] = None
+    check: CheckSpec = CheckSpec()
+
+
+@dataclass
+class Suite:
+    path: Path
+    name: str
+    defaults: Defaults
+    models: list  # adapter Args instances
+    tasks: list  # task Config instances
+    matrix: Optional[Matrix]
+    check: CheckSpec
+    raw_models: list[dict] = field(default_factory=list)  # as written, for hashing
+    raw_tasks: list[dict] = field(default_factory=list)
+    lines: dict = field(default_factory=dict)  # loc tuple → line
+
+    def line_of(self, *loc) -> int:
+        return _line_for(self.lines, loc)
+
+    def where(self, *loc) -> str:
+        return f"{self.path}:{self.line_of(*loc)}: {_dotted(loc)}"
+
+
+# ---------------------------------------------------------------- YAML with lines
+def _node_lines(node, loc=(), out=None) -> dict:
+    out = {} if out is None else out
+    out[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[loc + (key,)] = k.start_mark.line + 1
+            _node_lines(v, loc + (key,), out)
+            out[loc + (key,)] = k.start_mark.line + 1  # key line wins over value line
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _node_lines(v, loc + (i,), out)
+    return out
+
+
+def _line_for(lines: dict, loc) -> int:
+    loc = tuple(loc)
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def _dotted(loc) -> str:
+    s = ""
+    for part in loc:
+        s += f"[{part}]" if isinstance(part, int) else (f".{part}" if s else str(part))
+    return s or "(top)"
+
+
+def _expand_env(obj, loc, lines, path, problems):
+    if isinstance(obj, dict):
+        return {k: _expand_env(v, loc + (k,), lines, path, problems) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand_env(v, loc + (i,), lines, path, problems) for i, v in enumerate(obj)]
+    if isinstance(obj, str) and "${" in obj:
+
+        def sub(m):
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            problems.append(f"{path}:{_line_for(lines, loc)}: {_dotted(loc)}: environment variable ${{{var}}} is not set and has no default")
+            return m.group(0)
+
+        return _ENV.sub(sub, obj)
+    return obj
+
+
+def _format_errors(err: ValidationError, prefix, fields_of, lines, path) -> list[str]:
+    """pydantic errors → 'file:line: key: message', with 'did you mean' for unknown keys."""
+    out = []
+    for e in err.errors(include_url=False):
+        loc = prefix + tuple(p for p in e["loc"])
+        # discriminated unions put the tag in loc; drop parts that are not in the YAML
+        yaml_loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            key = loc[-1]
+            known = fields_of(loc[len(prefix):-1])
+            msg = f"unknown key '{key}'{did_you_mean(key, known)}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            tag = ctx.get("tag")
+            expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+            msg = f"unknown {ctx.get('discriminator', 'tag').strip(chr(39))} '{tag}'{did_you_mean(tag, expected)}; expected one of {', '.join(expected)}"
+        elif e["type"] == "value_error":
+            msg = str(e.get("ctx", {}).get("error", msg))
+        else:
+            msg = f"{msg} (got {e['input']!r})" if not isinstance(e["input"], (dict, list)) else msg
+        out.append(f"{path}:{_line_for(lines, yaml_loc)}: {_dotted(_clean_loc(loc))}: {msg}")
+    return out
+
+
+def _clean_loc(loc):
+    # pydantic inserts union member names ('int', 'literal[...]', tags) into loc; hide them
+    return tuple(p for p in loc if isinstance(p, int) or not re.match(r"^(int|str|float|literal\[|function-|constrained-)", str(p)))
+
+
+def _fields(model_cls, sub=()) -> list[str]:
+    cls = model_cls
+    for part in sub:
+        if isinstance(part, int):
+            continue
+        f = getattr(cls, "model_fields", {}).get(part)
+        if f is None:
+            return list(getattr(cls, "model_fields", {}))
+        ann = f.annotation
+        inner = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        cls = inner[0]
+    return list(getattr(cls, "model_fields", {}))
+
+
+# ---------------------------------------------------------------- load
+def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
+    """Parse and validate a suite. Raises SuiteError with every problem found."""
+    from adapters import ADAPTERS  # registries are filled on import
+    from bench.tasks import TASKS
+
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError([f"{path}: suite file not found"])
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SuiteError([f"{where}: malformed YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise SuiteError([f"{path}:1: a suite must be a mapping with name, models and tasks"])
+    lines = _node_lines(node) if node is not None else {}
+    problems: list[str] = []
+    written = data  # kept unexpanded: task hashes must not depend on this machine's paths
+    data = _expand_env(data, (), lines, path, problems)
+    ctx = {"base": str(path.parent.resolve()), "check_paths": check_paths}
+
+    try:
+        head = SuiteHead.model_validate(data, context=ctx)
+    except ValidationError as e:
+        problems += _format_errors(e, (), lambda sub: _fields(SuiteHead, sub), lines, path)
+        raise SuiteError(problems) from None
+
+    models, tasks = [], []
+    for i, raw in enumerate(head.models):
+        loc = ("models", i)
+        adapter = raw.get("adapter")
+        if adapter not in ADAPTERS:
+            problems.append(f"{path}:{_line_for(lines, loc + ('adapter',))}: models[{i}].adapter: unknown adapter '{adapter}'{did_you_mean(adapter, ADAPTERS.list())}")
+            continue
+        cls = ADAPTERS.get(adapter)
+        try:
+            models.append(cls.Args.model_validate(raw, context=ctx))
+        except ValidationError as e:
+            problems += _format_errors(e, loc, lambda sub, c=cls: _fields(c.Args, sub), lines, path)
+    for i, raw in enumerate(head.tasks):
+        loc = ("tasks", i)
+        ttype = raw.get("type")
+        if ttype not in TASKS:
+            problems.append(f"{path}:{_line_for(lines, loc + ('type',))}: tasks[{i}].type: unknown task type '{ttype}'{did_you_mean(ttype, TASKS.list())}")
+            continue
+        cls = TASKS.get(ttype)
+        try:
+            tasks.append(cls.Config.model_validate(raw, context=ctx))
+        except ValidationError as e:
+            problems += _format_errors(e, loc, lambda sub, c=cls: _fields(c.Config, sub), lines, path)
+
+    for kind, items in (("models", models), ("tasks", tasks)):
+        seen = {}
+        for item in items:
+            if item.name in seen:
+                i = [x.get("name") for x in getattr(head, kind)].index(item.name, seen[item.name] + 1)
+                problems.append(f"{path}:{_line_for(lines, (kind, i, 'name'))}: {kind}[{i}].name: duplicate name '{item.name}'")
+            else:
+                seen[item.name] = [x.get("name") for x in getattr(head, kind)].index(item.name)
+    if problems:
+        raise SuiteError(problems)
+    return Suite(
+        path=path.resolve(),
+        name=head.name,
+        defaults=head.defaults,
+        models=models,
+        tasks=tasks,
+        matrix=head.matrix,
+        check=head.check,
+        raw_models=list(written.get("models", [])),
+        raw_tasks=list(written.get("tasks", [])),
+        lines=lines,
+    )

@@ -1,0 +1,6 @@
+"""Task families. Importing this package registers them."""
+
+from bench.tasks.base import TASKS, Task, TaskConfig, TaskContext, TaskResult, list_tasks, register_task
+from bench.tasks import classification as _classification  # noqa: E402,F401
+
+__all__ = ["TASKS", "Task", "TaskConfig", "TaskContext", "TaskResult", "list_tasks", "register_task"]
