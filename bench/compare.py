@@ -118,7 +118,7 @@ def col_title(col: tuple) -> str:
 
 
 def footnotes(comp: Comparison) -> list[str]:
-    out = ["values in %; best per column in bold" + ("; " + "; ".join(comp.notes) if comp.notes else "")]
+    out = ["values in %; best per metric in bold" + ("; " + "; ".join(comp.notes) if comp.notes else "")]
     for (model, col), c in comp.cells.items():
         if c.flag and c.status == "ok":
             out.append(f"† {model} · {col[0]}/{col[3]}: not comparable: {c.flag}")
@@ -128,9 +128,18 @@ def footnotes(comp: Comparison) -> list[str]:
 
 
 def render_rich(comp: Comparison):
+    """Models as rows; when there are fewer models than metric columns, models become the columns."""
     from rich.table import Table
 
     t = Table(title="bench compare", show_lines=False)
+    if len(comp.models) < len(comp.columns):
+        for name in ("task", "dataset/split", "metric"):
+            t.add_column(name, style="bold" if name == "task" else None)
+        for m in comp.models:
+            t.add_column(m, justify="right")
+        for col in comp.columns:
+            t.add_row(col[0], f"{col[1]}/{col[2]}", col[3], *[cell_text(comp.cells.get((m, col)), "rich") for m in comp.models])
+        return t
     t.add_column("model", style="bold")
     for col in comp.columns:
         t.add_column(col_title(col), justify="right")

@@ -149,17 +149,33 @@ def _expand_env(obj, loc, lines, path, problems):
     return obj
 
 
-def _format_errors(err: ValidationError, prefix, fields_of, lines, path) -> list[str]:
+def _real_loc(data, loc) -> tuple:
+    """The parts of a pydantic loc that exist in the YAML; union tags and member names are dropped.
+
+    A key absent from the YAML is kept only as the last part (an unknown or missing key).
+    """
+    out, cur = [], data
+    for i, part in enumerate(loc):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+            out.append(part)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+            out.append(part)
+        elif i == len(loc) - 1 and isinstance(cur, dict):
+            out.append(part)
+    return tuple(out)
+
+
+def _format_errors(err: ValidationError, data, prefix, fields_of, lines, path) -> list[str]:
     """pydantic errors → 'file:line: key: message', with 'did you mean' for unknown keys."""
     out = []
     for e in err.errors(include_url=False):
-        loc = prefix + tuple(p for p in e["loc"])
-        # discriminated unions put the tag in loc; drop parts that are not in the YAML
-        yaml_loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+        loc = _real_loc(data, prefix + tuple(e["loc"]))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             key = loc[-1]
-            known = fields_of(loc[len(prefix):-1])
+            known = fields_of(loc[len(prefix):-1], data)
             msg = f"unknown key '{key}'{did_you_mean(key, known)}"
         elif e["type"] == "missing":
             msg = "required key is missing"
@@ -167,33 +183,33 @@ def _format_errors(err: ValidationError, prefix, fields_of, lines, path) -> list
             ctx = e.get("ctx", {})
             tag = ctx.get("tag")
             expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-            msg = f"unknown {ctx.get('discriminator', 'tag').strip(chr(39))} '{tag}'{did_you_mean(tag, expected)}; expected one of {', '.join(expected)}"
+            msg = f"unknown {str(ctx.get('discriminator', 'tag')).strip(chr(39))} '{tag}'{did_you_mean(tag, expected)}; expected one of {', '.join(expected)}"
         elif e["type"] == "value_error":
             msg = str(e.get("ctx", {}).get("error", msg))
-        else:
-            msg = f"{msg} (got {e['input']!r})" if not isinstance(e["input"], (dict, list)) else msg
-        out.append(f"{path}:{_line_for(lines, yaml_loc)}: {_dotted(_clean_loc(loc))}: {msg}")
-    return out
+        elif not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        out.append(f"{path}:{_line_for(lines, loc)}: {_dotted(loc)}: {msg}")
+    return list(dict.fromkeys(out))  # unions report the same problem once per member
 
 
-def _clean_loc(loc):
-    # pydantic inserts union member names ('int', 'literal[...]', tags) into loc; hide them
-    return tuple(p for p in loc if isinstance(p, int) or not re.match(r"^(int|str|float|literal\[|function-|constrained-)", str(p)))
-
-
-def _fields(model_cls, sub=()) -> list[str]:
-    cls = model_cls
+def _fields(model_cls, sub, data) -> list[str]:
+    """Field names of the (sub)model at `sub`, choosing union members by the YAML's `format`/`type` tag."""
+    cls, cur = model_cls, data
     for part in sub:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            cur = None
         if isinstance(part, int):
             continue
         f = getattr(cls, "model_fields", {}).get(part)
         if f is None:
-            return list(getattr(cls, "model_fields", {}))
-        ann = f.annotation
-        inner = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not inner:
             return []
-        cls = inner[0]
+        members = [a for a in getattr(f.annotation, "__args__", (f.annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        tagged = [m for m in members if isinstance(cur, dict) and any(cur.get(t) in getattr(m.model_fields.get(t), "annotation", type).__args__ for t in ("format", "type") if t in m.model_fields)] if len(members) > 1 else []
+        if not members:
+            return []
+        cls = (tagged or members)[0]
     return list(getattr(cls, "model_fields", {}))
 
 
@@ -223,14 +239,17 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
     data = _expand_env(data, (), lines, path, problems)
     ctx = {"base": str(path.parent.resolve()), "check_paths": check_paths}
 
+    head = None
     try:
         head = SuiteHead.model_validate(data, context=ctx)
     except ValidationError as e:
-        problems += _format_errors(e, (), lambda sub: _fields(SuiteHead, sub), lines, path)
-        raise SuiteError(problems) from None
+        problems += _format_errors(e, data, (), lambda sub, d: _fields(SuiteHead, sub, d), lines, path)
 
+    # models and tasks are checked even when the top level has problems, so all are reported at once
+    raw_models = [m for m in data.get("models") or [] if isinstance(m, dict)] if isinstance(data.get("models"), list) else []
+    raw_tasks = [t for t in data.get("tasks") or [] if isinstance(t, dict)] if isinstance(data.get("tasks"), list) else []
     models, tasks = [], []
-    for i, raw in enumerate(head.models):
+    for i, raw in enumerate(raw_models):
         loc = ("models", i)
         adapter = raw.get("adapter")
         if adapter not in ADAPTERS:
@@ -240,8 +259,8 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
         try:
             models.append(cls.Args.model_validate(raw, context=ctx))
         except ValidationError as e:
-            problems += _format_errors(e, loc, lambda sub, c=cls: _fields(c.Args, sub), lines, path)
-    for i, raw in enumerate(head.tasks):
+            problems += _format_errors(e, data, loc, lambda sub, d, c=cls: _fields(c.Args, sub, d[loc[0]][loc[1]]), lines, path)
+    for i, raw in enumerate(raw_tasks):
         loc = ("tasks", i)
         ttype = raw.get("type")
         if ttype not in TASKS:
@@ -251,17 +270,15 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
         try:
             tasks.append(cls.Config.model_validate(raw, context=ctx))
         except ValidationError as e:
-            problems += _format_errors(e, loc, lambda sub, c=cls: _fields(c.Config, sub), lines, path)
+            problems += _format_errors(e, data, loc, lambda sub, d, c=cls: _fields(c.Config, sub, d[loc[0]][loc[1]]), lines, path)
 
-    for kind, items in (("models", models), ("tasks", tasks)):
-        seen = {}
-        for item in items:
-            if item.name in seen:
-                i = [x.get("name") for x in getattr(head, kind)].index(item.name, seen[item.name] + 1)
-                problems.append(f"{path}:{_line_for(lines, (kind, i, 'name'))}: {kind}[{i}].name: duplicate name '{item.name}'")
-            else:
-                seen[item.name] = [x.get("name") for x in getattr(head, kind)].index(item.name)
-    if problems:
+    for kind, raws in (("models", raw_models), ("tasks", raw_tasks)):
+        seen = set()
+        for i, raw in enumerate(raws):
+            if raw.get("name") in seen:
+                problems.append(f"{path}:{_line_for(lines, (kind, i, 'name'))}: {kind}[{i}].name: duplicate name '{raw.get('name')}'")
+            seen.add(raw.get("name"))
+    if problems or head is None:
         raise SuiteError(problems)
     return Suite(
         path=path.resolve(),

@@ -1,0 +1,27 @@
+"""Tiny models for tests, loaded through the `python` adapter."""
+
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, num_classes: int = 3, nan: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8, num_classes)
+        self.nan = nan
+
+    def forward_features(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+
+    def forward(self, x):
+        out = self.fc(self.forward_features(x))
+        return out * float("nan") if self.nan else out
+
+
+def tiny(num_classes: int = 3):
+    return Tiny(num_classes)
+
+
+def nan_logits(num_classes: int = 3):
+    return Tiny(num_classes, nan=True)
