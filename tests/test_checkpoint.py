@@ -1,0 +1,74 @@
+"""Checkpoints: safetensors and weights_only torch.load, sha256 before load, misfit counts."""
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from adapters.checkpoint import load_checkpoint, load_state_dict, sha256_file
+from bench.errors import CheckpointError
+from tests.factories import Tiny
+
+
+def test_safetensors_and_pth_roundtrip(tmp_path):
+    src = Tiny()
+    st, pth = tmp_path / "w.safetensors", tmp_path / "w.pth"
+    save_file(src.state_dict(), st)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, pth)
+    for path in (st, pth):
+        dst = Tiny()
+        digest = load_checkpoint(dst, str(path), None, "tiny")
+        assert digest == sha256_file(str(path))
+        for k, v in src.state_dict().items():
+            assert torch.equal(dst.state_dict()[k], v)
+
+
+def test_sha256_mismatch_checked_before_loading(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file(Tiny().state_dict(), path)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(Tiny(), str(path), "0" * 64, "tiny")
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: sha256 mismatch: expected {'0' * 64}, got {sha256_file(str(path))}")
+    assert "\n" not in msg
+    # a correct prefix is accepted
+    load_checkpoint(Tiny(), str(path), sha256_file(str(path))[:12], "tiny")
+
+
+def test_misfit_reports_counts(tmp_path):
+    sd = Tiny(num_classes=5).state_dict()
+    sd.pop("conv.bias")
+    sd["extra.weight"] = torch.zeros(2)
+    sd["other.weight"] = torch.zeros(2)
+    path = tmp_path / "w.safetensors"
+    save_file(sd, path)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(Tiny(num_classes=3), str(path), None, "tiny")
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: checkpoint does not fit tiny: ")
+    assert "1 missing keys (conv.bias)" in msg
+    assert "2 unexpected keys (extra.weight, other.weight)" in msg
+    assert "2 shape mismatches (fc.bias: checkpoint [5] vs model [3])" in msg
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_arbitrary_pickle_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"w": Evil()}, f)
+    with pytest.raises(CheckpointError) as e:
+        load_state_dict(str(path))
+    assert str(e.value).startswith(f"{path}: cannot read checkpoint:")
+
+
+def test_truncated_safetensors(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file(Tiny().state_dict(), path)
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_state_dict(str(path))
