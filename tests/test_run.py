@@ -1,0 +1,172 @@
+"""`bench run` end to end: rows with provenance, predictions, resume, --force and failures."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.results import COLUMNS
+from tests.factories import Tiny
+
+TESTS = Path(__file__).parent
+
+
+def suite_text(data: Path, extra_models: str = "", workers: int = 0) -> str:
+    return f"""\
+name: t
+defaults: {{device: cpu, batch_size: 4, num_workers: {workers}, seed: 0}}
+models:
+  - name: tiny
+    adapter: python
+    factory: tests.factories:tiny
+    python_path: [{TESTS.parent}]
+    capabilities: [image_logits, image_features]
+    preprocess: {{input_size: 16, crop_pct: 1.0}}
+  - name: rn
+    adapter: timm
+    arch: resnet10t
+    num_classes: 3
+    preprocess: {{input_size: 16}}
+{extra_models}tasks:
+  - name: head
+    type: classification
+    dataset: {{format: imagefolder, root: {data}, train_split: train}}
+  - name: knn
+    type: classification
+    protocol: knn
+    knn: {{k: 3}}
+    dataset: {{format: imagefolder, root: {data}, train_split: train}}
+"""
+
+
+def run(*args):
+    r = CliRunner().invoke(app, ["run", *map(str, args)])
+    return r
+
+
+def rows_of(out: Path) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(p) for p in sorted(out.glob("t/*/rows/*.parquet"))], ignore_index=True)
+
+
+def test_run_writes_rows_predictions_and_resumes(small_folder, make_suite, tmp_path):
+    suite = make_suite(suite_text(small_folder))
+    out = tmp_path / "results"
+    r = run(suite, "--out", out)
+    assert r.exit_code == 0, r.output
+    rows = rows_of(out)
+    assert list(rows.columns) == COLUMNS
+    assert len(rows) == 2 * 2  # models × tasks; 3 classes, so top1 only (no top5)
+    assert set(rows.metric) == {"top1"}
+    ok = rows[rows.status == "ok"]
+    assert len(ok) == len(rows)
+    for col in ("bench_version", "job_hash", "task_hash", "torch", "timm", "open_clip", "device", "precision", "started_at"):
+        assert ok[col].notna().all(), col
+    assert (ok.device == "cpu").all() and (ok.batch_size == 4).all() and (ok.n == 9).all()
+    assert (ok.wall_s > 0).all() and (ok.samples_per_s > 0).all()
+    # predictions re-score to the stored top1
+    run_dir = next(out.glob("t/*/"))
+    for job_hash, grp in ok.groupby("job_hash"):
+        preds = pd.read_parquet(run_dir / "predictions" / f"{job_hash}.parquet")
+        top1 = float((np.stack(preds.topk)[:, 0] == preds.label).mean())
+        assert top1 == pytest.approx(grp[grp.metric == "top1"].value.iat[0], abs=1e-12)
+    assert (out / "t" / "leaderboard.parquet").exists()
+
+    # rerun: everything resumes
+    r = run(suite, "--out", out)
+    assert r.exit_code == 0 and r.output.count("skipped") == 4, r.output
+    # delete one job's rows: only that job is recomputed
+    victim = sorted(run_dir.glob("rows/*.parquet"))[0]
+    victim.unlink()
+    r = run(suite, "--out", out)
+    assert r.exit_code == 0, r.output
+    new_dirs = sorted(d for d in out.glob("t/*/") if d != run_dir)
+    assert [p.name for p in new_dirs[-1].glob("rows/*.parquet")] == [victim.name]
+    # --force recomputes all, with identical numbers
+    r = run(suite, "--out", out, "--force")
+    assert r.exit_code == 0
+    latest = sorted(d for d in out.glob("t/*/"))[-1]
+    assert len(list(latest.glob("rows/*.parquet"))) == 4
+    again = pd.concat([pd.read_parquet(p) for p in latest.glob("rows/*.parquet")]).sort_values(["job_hash", "metric"])
+    first = ok.sort_values(["job_hash", "metric"])
+    np.testing.assert_array_equal(again.value.to_numpy(), first.value.to_numpy())
+
+
+def test_dry_run_lists_jobs(small_folder, make_suite, tmp_path):
+    r = run(make_suite(suite_text(small_folder)), "--out", tmp_path / "o", "--dry-run")
+    assert r.exit_code == 0
+    assert "4 jobs" in r.output and "to run" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_failures_are_recorded_and_others_go_on(small_folder, make_suite, tmp_path):
+    out = tmp_path / "results"
+    suite = make_suite(suite_text(small_folder))
+    assert run(suite, "--out", out).exit_code == 0
+    before = {p: p.read_bytes() for p in out.glob("t/*/rows/*.parquet")}
+
+    good = tmp_path / "good.safetensors"
+    save_file(Tiny().state_dict(), good)
+    misfit = tmp_path / "misfit.safetensors"
+    save_file(Tiny(num_classes=7).state_dict(), misfit)
+    extra = f"""\
+  - name: nan
+    adapter: python
+    factory: tests.factories:nan_logits
+    python_path: [{TESTS.parent}]
+    capabilities: [image_logits]
+    preprocess: {{input_size: 16}}
+  - name: misfit
+    adapter: python
+    factory: tests.factories:tiny
+    python_path: [{TESTS.parent}]
+    checkpoint: {misfit}
+    capabilities: [image_logits]
+  - name: badsha
+    adapter: python
+    factory: tests.factories:tiny
+    python_path: [{TESTS.parent}]
+    checkpoint: {good}
+    sha256: {"ab" * 32}
+    capabilities: [image_logits]
+"""
+    broken = make_suite(suite_text(small_folder, extra), "broken.yaml")
+    r = run(broken, "--out", out)
+    assert r.exit_code == 1, r.output
+    rows = pd.concat([pd.read_parquet(p) for p in out.glob("t/*/rows/*.parquet")])
+    failed = rows[rows.status == "failed"].set_index("model").error
+    assert failed["nan"] == "model 'nan' produced NaN in image_logits"
+    assert failed["misfit"].startswith(f"{misfit}: checkpoint does not fit factory 'tests.factories:tiny': 2 shape mismatches")
+    assert failed["badsha"] == f"{good}: sha256 mismatch: expected {'ab' * 32}, got {hashlib.sha256(good.read_bytes()).hexdigest()}"
+    assert all("\n" not in e for e in failed)
+    # earlier results intact, and the good jobs of this suite resumed from them
+    for p, data in before.items():
+        assert p.read_bytes() == data
+    assert "FAILED" in r.output
+
+
+def test_corrupt_image_fails_job_in_worker(small_folder, make_suite, tmp_path):
+    bad = small_folder / "val" / "dog" / "1.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    r = run(make_suite(suite_text(small_folder, workers=2)), "--out", tmp_path / "o")
+    assert r.exit_code == 1
+    rows = rows_of(tmp_path / "o")
+    assert (rows.status == "failed").all()
+    assert set(rows.error) == {f"{bad}: corrupt image: cannot identify image file '{bad}'"}
+
+
+def test_device_fallback_and_override(small_folder, make_suite, tmp_path):
+    text = suite_text(small_folder).replace("device: cpu", "device: auto")
+    r = run(make_suite(text), "--out", tmp_path / "o", "--limit", "5")
+    assert r.exit_code == 0, r.output
+    rows = rows_of(tmp_path / "o")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert (rows.device == expected).all() and (rows.n == 5).all()
+    if not torch.cuda.is_available():
+        r = run(make_suite(text), "--out", tmp_path / "o2", "--device", "cuda")
+        assert r.exit_code == 2 and "CUDA is not available" in r.output
