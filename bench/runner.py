@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -62,8 +62,8 @@ class Runner:
     def __init__(self, suite: Suite, plan: Plan, out: Path, force: bool = False, console: Optional[Console] = None, argv: Optional[list[str]] = None):
         self.suite, self.plan, self.force = suite, plan, force
         self.suite_dir = Path(out) / suite.name
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        self.run_id = f"{stamp}-{os.getpid()}"
+        # sorts by start time to the microsecond; the random tail keeps concurrent runs apart
+        self.run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S.%f}-{secrets.token_hex(2)}"
         self.run_dir = self.suite_dir / self.run_id
         self.console = console or Console(stderr=True)
         self.argv = argv if argv is not None else sys.argv
