@@ -70,6 +70,7 @@ class Adapter:
     name: ClassVar[str]
     Args: ClassVar[type[AdapterArgs]] = AdapterArgs
     description: ClassVar[str] = ""
+    offers: ClassVar[str] = ""  # capabilities in words, for `bench list adapters`
 
     preprocess: Preprocess = Preprocess()
 

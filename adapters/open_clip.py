@@ -28,6 +28,7 @@ class OpenClipAdapter(Adapter):
     name = "open_clip"
     Args = OpenClipArgs
     description = "open_clip CLIP models: image + text towers and tokenizer (zero-shot)"
+    offers = "image_features, text_features"
 
     @classmethod
     def capabilities_for(cls, args: OpenClipArgs) -> frozenset[str]:

@@ -67,6 +67,7 @@ class PythonAdapter(Adapter):
     name = "python"
     Args = PythonArgs
     description = "any torch.nn.Module from factory: 'pkg.module:build' with declared capabilities"
+    offers = "as declared in the suite"
 
     @classmethod
     def capabilities_for(cls, args: PythonArgs) -> frozenset[str]:

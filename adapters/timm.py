@@ -45,6 +45,7 @@ class TimmAdapter(Adapter):
     name = "timm"
     Args = TimmArgs
     description = "any timm model name; pretrained via timm (online) or checkpoint: PATH (.safetensors/.pth/.bin)"
+    offers = "image_features, image_logits"
 
     @classmethod
     def capabilities_for(cls, args: TimmArgs) -> frozenset[str]:

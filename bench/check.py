@@ -30,12 +30,17 @@ class Verdict:
         return self.status in ("regressed", "missing", "failed")
 
 
-def tolerance_for(metric: str, default: float, per_metric: dict[str, float]) -> float:
-    if metric in per_metric:
-        return per_metric[metric]
-    for pattern, tol in per_metric.items():
-        if fnmatch.fnmatch(metric, pattern):
-            return tol
+def tolerance_for(metric: str, default: float, per_metric: dict[str, float], task: str = "") -> float:
+    """Keys are `metric` or `task:metric`, globs allowed: task-qualified keys win, exact before glob."""
+    full = f"{task}:{metric}"
+    qualified = {k: v for k, v in per_metric.items() if ":" in k}
+    plain = {k: v for k, v in per_metric.items() if ":" not in k}
+    for name, table in ((full, qualified), (metric, plain)):
+        if name in table:
+            return table[name]
+        for pattern, tol in table.items():
+            if fnmatch.fnmatch(name, pattern):
+                return tol
     return default
 
 
@@ -47,7 +52,7 @@ def check(current: pd.DataFrame, baseline: pd.DataFrame, tolerance: float = 0.0,
     out = []
     for b in baseline[baseline.status == "ok"].to_dict("records"):
         key = tuple(b[c] for c in MATCH)
-        tol = tolerance_for(b["metric"], tolerance, per_metric)
+        tol = tolerance_for(b["metric"], tolerance, per_metric, b["task"])
         v = Verdict(*key, baseline=float(b["value"]), current=None, tolerance=tol, status="ok")
         r = cur.get(key)
         if r is None and (b["model"], b["task"]) in failed:

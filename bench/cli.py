@@ -130,7 +130,7 @@ def list_(
         t = Table("adapter", "capabilities", "description")
         for name in ADAPTERS.list(pattern):
             cls = ADAPTERS.get(name)
-            t.add_row(name, _caps_text(cls), cls.description)
+            t.add_row(name, cls.offers, cls.description)
         out.print(t)
     elif what == ListWhat.tasks:
         from bench.tasks import TASKS
@@ -154,10 +154,6 @@ def list_(
             _fail(BenchError(f"unknown --source '{source}': use timm or open_clip"))
         for n in names:
             out.print(n, highlight=False)
-
-
-def _caps_text(cls) -> str:
-    return {"timm": "image_features, image_logits", "open_clip": "image_features, text_features", "python": "declared in the suite"}.get(cls.name, "")
 
 
 class Fmt(str, Enum):

@@ -65,7 +65,7 @@ class Matrix(Strict):
 
 
 class CheckSpec(Strict):
-    # metric name or glob → absolute tolerance in the metric's units
+    # `metric` or `task:metric` (globs allowed) → absolute tolerance in the metric's units
     tolerance: dict[str, float] = {}
 
 
