@@ -124,9 +124,6 @@ class Adapter:
     def text_features(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
 
-    def num_classes(self) -> Optional[int]:
-        return None
-
     def metadata(self) -> dict[str, Any]:
         return {"checkpoint_sha256": self.checkpoint_sha256}
 

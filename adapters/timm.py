@@ -68,9 +68,6 @@ class TimmAdapter(Adapter):
         self.preprocess = args.preprocess.apply(timm_preprocess(model, create_kw))
         self.model = self._prepare_module(model)
 
-    def num_classes(self) -> Optional[int]:
-        return getattr(self.model, "num_classes", None)
-
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
         with torch.inference_mode(), self.autocast():

@@ -57,6 +57,7 @@ class Evil:
         return (print, ("pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_arbitrary_pickle_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:

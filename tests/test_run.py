@@ -170,3 +170,43 @@ def test_device_fallback_and_override(small_folder, make_suite, tmp_path):
     if not torch.cuda.is_available():
         r = run(make_suite(text), "--out", tmp_path / "o2", "--device", "cuda")
         assert r.exit_code == 2 and "CUDA is not available" in r.output
+
+
+def test_label_map_restricts_outputs(small_folder, make_suite, tmp_path):
+    """A 5-way model scored on 3 dataset classes through a label map (as ImageNet-R uses 200 of 1000)."""
+    from adapters import create_adapter
+    from bench.data.images import ImageDataset, eval_transform
+    from bench.suite import load_suite
+
+    label_map = tmp_path / "map.txt"
+    label_map.write_text("4\n0\n2\n")
+    text = suite_text(small_folder).replace("factory: tests.factories:tiny", "factory: tests.factories:tiny\n    kwargs: {num_classes: 5}")
+    text = text.replace("    dataset: {format: imagefolder, root: " + str(small_folder) + ", train_split: train}\n  - name: knn",
+                        f"    label_map: {label_map}\n    models: [tiny]\n    dataset: {{format: imagefolder, root: {small_folder}, train_split: train}}\n  - name: knn")
+    suite = make_suite(text)
+    r = run(suite, "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    run_dir = next((tmp_path / "o" / "t").glob("*/"))
+    rows = rows_of(tmp_path / "o")
+    head = rows[(rows.task == "head")]
+    preds = pd.read_parquet(run_dir / "predictions" / f"{head.job_hash.iat[0]}.parquet")
+    # recompute: the model's 5 logits, columns 4, 0, 2 in that order
+    s = load_suite(suite)
+    adapter = create_adapter(s.models[0], device="cpu", seed=0)
+    ds = ImageDataset(s.tasks[0].dataset.load("test"), eval_transform(16, 1.0, adapter.preprocess.interpolation))
+    logits = torch.cat([adapter.image_logits(ds[i][0][None]) for i in range(len(ds))]).numpy()[:, [4, 0, 2]]
+    np.testing.assert_array_equal(np.stack(preds.topk)[:, 0], logits.argmax(1))
+    assert head.value.iat[0] == pytest.approx((logits.argmax(1) == preds.label.to_numpy()).mean(), abs=1e-12)
+    # a map that does not fit the dataset fails the job with one line naming the file
+    label_map.write_text("4\n0\n")
+    r = run(suite, "--out", tmp_path / "o2")
+    assert r.exit_code == 1
+    err = rows_of(tmp_path / "o2").query("task == 'head'").error.iat[0]
+    assert err.startswith(f"{label_map}: label map has 2 entries")
+
+
+def test_bf16_autocast_on_cpu(small_folder, make_suite, tmp_path):
+    r = run(make_suite(suite_text(small_folder)), "--out", tmp_path / "o", "--precision", "bf16")
+    assert r.exit_code == 0, r.output
+    rows = rows_of(tmp_path / "o")
+    assert (rows.precision == "bf16").all() and (rows.status == "ok").all()

@@ -31,7 +31,6 @@ class TaskContext:
     limit: Optional[int] = None
     # (adapter, split, capability) -> numpy array [N, ...]; batched, cached and shown by the runner
     image_outputs: Callable[..., Any] = None
-    samples: int = 0  # samples pushed through the model, for samples_per_s
 
 
 @dataclass
