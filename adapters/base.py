@@ -145,5 +145,3 @@ def list_adapters(pattern: str = "*") -> list[str]:
 
 def param_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-

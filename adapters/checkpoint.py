@@ -55,7 +55,7 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: checkpoint holds a {type(sd).__name__}, not a state dict")
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 

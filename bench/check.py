@@ -81,5 +81,7 @@ def render_markdown(verdicts: list[Verdict]) -> str:
     for v in bad:
         cur = "—" if v.current is None else f"{v.current:.6g}"
         delta = "—" if v.current is None else f"{v.current - v.baseline:+.6g}"
-        lines.append(f"| {v.status} | {v.model} | {v.task} | {v.dataset}/{v.split} {v.metric} | {v.baseline:.6g} | {cur} | {delta} | {v.tolerance:g} | {v.note} |")
+        lines.append(
+            f"| {v.status} | {v.model} | {v.task} | {v.dataset}/{v.split} {v.metric} | {v.baseline:.6g} | {cur} | {delta} | {v.tolerance:g} | {v.note} |"
+        )
     return head + "\n".join(lines) + "\n"

@@ -105,7 +105,14 @@ def _print_summary(summary):
         metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in o.rows) if o.rows else (o.error if o.status == "failed" else "")
         sps = next((r.get("samples_per_s") for r in o.rows), None)
         style = {"ok": "green", "failed": "red", "skipped": "dim"}[o.status]
-        t.add_row(o.job.model.name, o.job.task.name, f"[{style}]{o.status}[/]", metrics, f"{o.wall_s:.1f}" if o.status != "skipped" else "", f"{sps:.1f}" if sps else "")
+        t.add_row(
+            o.job.model.name,
+            o.job.task.name,
+            f"[{style}]{o.status}[/]",
+            metrics,
+            f"{o.wall_s:.1f}" if o.status != "skipped" else "",
+            f"{sps:.1f}" if sps else "",
+        )
     out.print(t)
     n_fail = len(summary.failed)
     out.print(f"{len(summary.outcomes) - n_fail} ok or resumed, {n_fail} failed; leaderboard: {summary.run_dir.parent / 'leaderboard.parquet'}")
@@ -218,7 +225,17 @@ def check(
         if v.bad or show_all:
             cur = "—" if v.current is None else f"{v.current:.4f}"
             delta = "—" if v.current is None else f"{v.current - v.baseline:+.4f}"
-            t.add_row(f"[{colors[v.status]}]{v.status}[/]", v.model, v.task, f"{v.dataset}/{v.split} {v.metric}", f"{v.baseline:.4f}", cur, delta, f"{v.tolerance:g}", v.note)
+            t.add_row(
+                f"[{colors[v.status]}]{v.status}[/]",
+                v.model,
+                v.task,
+                f"{v.dataset}/{v.split} {v.metric}",
+                f"{v.baseline:.4f}",
+                cur,
+                delta,
+                f"{v.tolerance:g}",
+                v.note,
+            )
     bad = [v for v in verdicts if v.bad]
     if t.row_count:
         out.print(t)

@@ -83,7 +83,7 @@ def _apply_baseline(comp: Comparison, baseline: str) -> None:
                     cell.flag = cell.flag or f"baseline task config differs (task_hash {b.task_hash} vs {cell.task_hash})"
         comp.notes.append(f"Δ against {baseline}")
     elif baseline in comp.models:
-        for (model, col), cell in comp.cells.items():
+        for (_, col), cell in comp.cells.items():
             b = comp.cells.get((baseline, col))
             if b is not None and b.value is not None and cell.value is not None:
                 cell.delta = cell.value - b.value
@@ -163,7 +163,21 @@ def render_csv(comp: Comparison) -> str:
             c = comp.cells.get((m, col))
             if c is None:
                 continue
-            rows.append({"model": m, "task": col[0], "dataset": col[1], "split": col[2], "metric": col[3], "value": c.value, "status": c.status, "delta": c.delta, "best": c.best, "comparable": not c.flag, "note": c.flag})
+            rows.append(
+                {
+                    "model": m,
+                    "task": col[0],
+                    "dataset": col[1],
+                    "split": col[2],
+                    "metric": col[3],
+                    "value": c.value,
+                    "status": c.status,
+                    "delta": c.delta,
+                    "best": c.best,
+                    "comparable": not c.flag,
+                    "note": c.flag,
+                }
+            )
     return pd.DataFrame(rows).to_csv(index=False)
 
 
@@ -171,7 +185,9 @@ def render_html(comp: Comparison) -> str:
     import html
 
     head = "".join(f"<th>{html.escape(col_title(c)).replace(chr(10), '<br>')}</th>" for c in comp.columns)
-    body = "".join(f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td>{cell_text(comp.cells.get((m, c)), 'html')}</td>" for c in comp.columns) + "</tr>" for m in comp.models)
+    body = "".join(
+        f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td>{cell_text(comp.cells.get((m, c)), 'html')}</td>" for c in comp.columns) + "</tr>" for m in comp.models
+    )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in footnotes(comp))
     style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare</title><style>{style}</style></head><body><table><tr><th>model</th>{head}</tr>{body}</table><ul>{notes}</ul></body></html>\n"

@@ -12,7 +12,9 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
-def knn_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> np.ndarray:
+def knn_scores(
+    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 1024
+) -> np.ndarray:
     """DINO's weighted k-NN: cosine similarity, top-k neighbours, votes weighted by exp(sim / T)."""
     train = l2_normalize(train.astype(np.float32))
     test = l2_normalize(test.astype(np.float32))
@@ -28,7 +30,9 @@ def knn_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, nu
     return out
 
 
-def linear_probe(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, held_out: float = 0.2, max_iter: int = 1000, seed: int = 0, refine_steps: int = 2):
+def linear_probe(
+    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, held_out: float = 0.2, max_iter: int = 1000, seed: int = 0, refine_steps: int = 2
+):
     """CLIP's protocol: L2-regularised logistic regression, C chosen on a held-out part of train.
 
     A coarse sweep over C in 1e-6..1e6, then a parametric binary search between the best C and

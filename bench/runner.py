@@ -152,7 +152,10 @@ class Runner:
             wall = time.perf_counter() - t0
             meta = json.dumps({**adapter.metadata(), **result.meta}, default=str, sort_keys=True)
             sps = self.samples / self.forward_s if self.forward_s > 0 else None
-            rows = [{**base, "status": "ok", **r, "checkpoint_sha256": adapter.checkpoint_sha256, "wall_s": wall, "samples_per_s": sps, "meta": meta} for r in result.rows]
+            rows = [
+                {**base, "status": "ok", **r, "checkpoint_sha256": adapter.checkpoint_sha256, "wall_s": wall, "samples_per_s": sps, "meta": meta}
+                for r in result.rows
+            ]
             if not result.predictions.empty:
                 write_frame(self.run_dir / "predictions" / f"{job.job_hash}.parquet", result.predictions)
             write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", rows)

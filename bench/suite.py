@@ -175,7 +175,7 @@ def _format_errors(err: ValidationError, data, prefix, fields_of, lines, path) -
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             key = loc[-1]
-            known = fields_of(loc[len(prefix):-1], data)
+            known = fields_of(loc[len(prefix) : -1], data)
             msg = f"unknown key '{key}'{did_you_mean(key, known)}"
         elif e["type"] == "missing":
             msg = "required key is missing"
@@ -206,7 +206,16 @@ def _fields(model_cls, sub, data) -> list[str]:
         if f is None:
             return []
         members = [a for a in getattr(f.annotation, "__args__", (f.annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        tagged = [m for m in members if isinstance(cur, dict) and any(cur.get(t) in getattr(m.model_fields.get(t), "annotation", type).__args__ for t in ("format", "type") if t in m.model_fields)] if len(members) > 1 else []
+        tagged = (
+            [
+                m
+                for m in members
+                if isinstance(cur, dict)
+                and any(cur.get(t) in getattr(m.model_fields.get(t), "annotation", type).__args__ for t in ("format", "type") if t in m.model_fields)
+            ]
+            if len(members) > 1
+            else []
+        )
         if not members:
             return []
         cls = (tagged or members)[0]
@@ -253,13 +262,15 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
         loc = ("models", i)
         adapter = raw.get("adapter")
         if adapter not in ADAPTERS:
-            problems.append(f"{path}:{_line_for(lines, loc + ('adapter',))}: models[{i}].adapter: unknown adapter '{adapter}'{did_you_mean(adapter, ADAPTERS.list())}")
+            problems.append(
+                f"{path}:{_line_for(lines, loc + ('adapter',))}: models[{i}].adapter: unknown adapter '{adapter}'{did_you_mean(adapter, ADAPTERS.list())}"
+            )
             continue
         cls = ADAPTERS.get(adapter)
         try:
             models.append(cls.Args.model_validate(raw, context=ctx))
         except ValidationError as e:
-            problems += _format_errors(e, data, loc, lambda sub, d, c=cls: _fields(c.Args, sub, d[loc[0]][loc[1]]), lines, path)
+            problems += _format_errors(e, data, loc, lambda sub, d, c=cls, at=loc: _fields(c.Args, sub, d[at[0]][at[1]]), lines, path)
     for i, raw in enumerate(raw_tasks):
         loc = ("tasks", i)
         ttype = raw.get("type")
@@ -270,7 +281,7 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
         try:
             tasks.append(cls.Config.model_validate(raw, context=ctx))
         except ValidationError as e:
-            problems += _format_errors(e, data, loc, lambda sub, d, c=cls: _fields(c.Config, sub, d[loc[0]][loc[1]]), lines, path)
+            problems += _format_errors(e, data, loc, lambda sub, d, c=cls, at=loc: _fields(c.Config, sub, d[at[0]][at[1]]), lines, path)
 
     for kind, raws in (("models", raw_models), ("tasks", raw_tasks)):
         seen = set()

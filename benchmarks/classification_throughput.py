@@ -55,9 +55,19 @@ def timm_loop(model, cfg, root, bs, workers, device) -> tuple[float, int]:
 
     ds = timm.data.create_dataset("", root=str(root / "val"), split="validation")
     loader = timm.data.create_loader(
-        ds, input_size=cfg["input_size"], batch_size=bs, interpolation=cfg["interpolation"], mean=cfg["mean"], std=cfg["std"],
-        num_workers=workers, crop_pct=cfg["crop_pct"], crop_mode=cfg.get("crop_mode"), pin_memory=device.type == "cuda",
-        device=device, use_prefetcher=device.type == "cuda", persistent_workers=False,
+        ds,
+        input_size=cfg["input_size"],
+        batch_size=bs,
+        interpolation=cfg["interpolation"],
+        mean=cfg["mean"],
+        std=cfg["std"],
+        num_workers=workers,
+        crop_pct=cfg["crop_pct"],
+        crop_mode=cfg.get("crop_mode"),
+        pin_memory=device.type == "cuda",
+        device=device,
+        use_prefetcher=device.type == "cuda",
+        persistent_workers=False,
     )
     correct = 0
     t0 = time.perf_counter()

@@ -1,6 +1,5 @@
 """Tiny models for tests, loaded through the `python` adapter."""
 
-import torch
 from torch import nn
 
 

@@ -16,14 +16,33 @@ T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
 
 def row(model, task, metric, value, status="ok", task_hash="h1", job_hash=None, error=None, t=T0):
-    return dict(suite="s", model=model, task=task, dataset="d", split="val", metric=metric, value=value, n=10, status=status, error=error,
-                job_hash=job_hash or f"{model}-{task}", task_hash=task_hash, started_at=t)
+    return dict(
+        suite="s",
+        model=model,
+        task=task,
+        dataset="d",
+        split="val",
+        metric=metric,
+        value=value,
+        n=10,
+        status=status,
+        error=error,
+        job_hash=job_hash or f"{model}-{task}",
+        task_hash=task_hash,
+        started_at=t,
+    )
 
 
 @pytest.fixture
 def results(tmp_path):
-    rows = [row("a", "t", "top1", 0.50), row("b", "t", "top1", 0.70), row("c", "t", "top1", 0.60, task_hash="OTHER"),
-            row("a", "u", "FPR95", 0.30), row("b", "u", "FPR95", 0.20), row("c", "u", None, None, status="failed", error="boom")]
+    rows = [
+        row("a", "t", "top1", 0.50),
+        row("b", "t", "top1", 0.70),
+        row("c", "t", "top1", 0.60, task_hash="OTHER"),
+        row("a", "u", "FPR95", 0.30),
+        row("b", "u", "FPR95", 0.20),
+        row("c", "u", None, None, status="failed", error="boom"),
+    ]
     path = tmp_path / "r.parquet"
     write_rows(path, rows)
     return path
@@ -57,10 +76,25 @@ def test_compare_baseline_file_and_unknown(results, tmp_path):
 
 
 def test_check_verdicts():
-    base = pd.DataFrame([row("a", "t", "top1", 0.50), row("b", "t", "top1", 0.70), row("c", "t", "top1", 0.60),
-                         row("d", "t", "top1", 0.60), row("a", "u", "FPR95", 0.30), row("e", "t", "top1", 0.1)])
-    cur = pd.DataFrame([row("a", "t", "top1", 0.495), row("b", "t", "top1", 0.68), row("c", "t", None, None, status="failed", error="x"),
-                        row("a", "u", "FPR95", 0.35), row("e", "t", "top1", 0.2)])
+    base = pd.DataFrame(
+        [
+            row("a", "t", "top1", 0.50),
+            row("b", "t", "top1", 0.70),
+            row("c", "t", "top1", 0.60),
+            row("d", "t", "top1", 0.60),
+            row("a", "u", "FPR95", 0.30),
+            row("e", "t", "top1", 0.1),
+        ]
+    )
+    cur = pd.DataFrame(
+        [
+            row("a", "t", "top1", 0.495),
+            row("b", "t", "top1", 0.68),
+            row("c", "t", None, None, status="failed", error="x"),
+            row("a", "u", "FPR95", 0.35),
+            row("e", "t", "top1", 0.2),
+        ]
+    )
     v = {(x.model, x.metric): x for x in chk.check(cur, base, tolerance=0.01)}
     assert v[("a", "top1")].status == "ok"  # within tolerance
     assert v[("b", "top1")].status == "regressed"

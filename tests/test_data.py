@@ -71,7 +71,9 @@ def test_transform_matches_timm_eval_pipeline(tmp_path):
     rng = np.random.default_rng(1)
     img = Image.fromarray(rng.integers(0, 255, (300, 410, 3), dtype=np.uint8))
     for size, crop_pct, interp in ((224, 0.875, "bicubic"), (160, 0.95, "bilinear"), (64, 1.0, "bicubic")):
-        ref = timm.data.create_transform(input_size=(3, size, size), crop_pct=crop_pct, interpolation=interp, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))(img)
+        ref = timm.data.create_transform(
+            input_size=(3, size, size), crop_pct=crop_pct, interpolation=interp, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+        )(img)
         ours = eval_transform(size, crop_pct, interp)(img)
         assert ours.dtype == torch.uint8 and ours.shape == (3, size, size)
         mean = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1) * 255

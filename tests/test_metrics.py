@@ -1,7 +1,6 @@
 """Classification metrics and protocols against hand-computed cases and reference implementations."""
 
 import numpy as np
-import pytest
 import torch
 
 from bench.metrics import higher_is_better

@@ -181,8 +181,10 @@ def test_label_map_restricts_outputs(small_folder, make_suite, tmp_path):
     label_map = tmp_path / "map.txt"
     label_map.write_text("4\n0\n2\n")
     text = suite_text(small_folder).replace("factory: tests.factories:tiny", "factory: tests.factories:tiny\n    kwargs: {num_classes: 5}")
-    text = text.replace("    dataset: {format: imagefolder, root: " + str(small_folder) + ", train_split: train}\n  - name: knn",
-                        f"    label_map: {label_map}\n    models: [tiny]\n    dataset: {{format: imagefolder, root: {small_folder}, train_split: train}}\n  - name: knn")
+    text = text.replace(
+        "    dataset: {format: imagefolder, root: " + str(small_folder) + ", train_split: train}\n  - name: knn",
+        f"    label_map: {label_map}\n    models: [tiny]\n    dataset: {{format: imagefolder, root: {small_folder}, train_split: train}}\n  - name: knn",
+    )
     suite = make_suite(text)
     r = run(suite, "--out", tmp_path / "o")
     assert r.exit_code == 0, r.output

@@ -1,7 +1,6 @@
 """Suite loading: the public example validates; every kind of bad input names file, line and key."""
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -108,7 +107,11 @@ def test_unknown_protocol_and_format(make_suite):
 
 
 def test_missing_files(make_suite, tmp_path):
-    p = make_suite(GOOD.replace("    num_classes: 3", "    checkpoint: nope/w.safetensors").replace("{format: sklearn_digits}", "{format: imagefolder, root: /no/such/data}"))
+    p = make_suite(
+        GOOD.replace("    num_classes: 3", "    checkpoint: nope/w.safetensors").replace(
+            "{format: sklearn_digits}", "{format: imagefolder, root: /no/such/data}"
+        )
+    )
     msgs = problems(p)
     assert f"{p}:6: models[0].checkpoint: path does not exist: {tmp_path / 'nope' / 'w.safetensors'}" in msgs
     assert f"{p}:11: tasks[0].dataset.root: path does not exist: /no/such/data" in msgs
@@ -147,19 +150,25 @@ def test_unknown_model_in_task_models(make_suite):
 
 
 def test_skipped_pairs_and_matrix(make_suite):
-    text = GOOD + """\
+    text = (
+        GOOD
+        + """\
   - name: z
     type: classification
     protocol: zero_shot
     dataset: {format: sklearn_digits}
 """
-    text = text.replace("tasks:\n", """  - name: clip
+    )
+    text = text.replace(
+        "tasks:\n",
+        """  - name: clip
     adapter: open_clip
     arch: ViT-S-32
 matrix:
   exclude: [{model: clip, task: "*"}]
 tasks:
-""")
+""",
+    )
     # zero-shot then has no runnable model: matrix exclusion counts
     p = make_suite(text)
     (msg,) = problems(p)

@@ -96,10 +96,14 @@ class ClassificationTask(Task):
             if cfg.label_map:
                 idx = np.asarray([int(x) for x in _read_lines(cfg.label_map)])
                 if len(idx) != len(test.classes) or idx.max() >= scores.shape[1]:
-                    raise DataError(f"{cfg.label_map}: label map has {len(idx)} entries (max {idx.max()}) for {len(test.classes)} classes and {scores.shape[1]} model outputs")
+                    raise DataError(
+                        f"{cfg.label_map}: label map has {len(idx)} entries (max {idx.max()}) for {len(test.classes)} classes and {scores.shape[1]} model outputs"
+                    )
                 scores = scores[:, idx]
             elif scores.shape[1] != len(test.classes):
-                raise DataError(f"model '{adapter.args.name}' has {scores.shape[1]} outputs but dataset has {len(test.classes)} classes; set num_classes or a label_map")
+                raise DataError(
+                    f"model '{adapter.args.name}' has {scores.shape[1]} outputs but dataset has {len(test.classes)} classes; set num_classes or a label_map"
+                )
         elif cfg.protocol in ("linear_probe", "knn"):
             train = self._split("train")
             if train.classes != test.classes:
@@ -123,7 +127,15 @@ class ClassificationTask(Task):
 
         top = topk_indices(scores, 5)
         metrics = topk_accuracy(top, test.labels)
-        preds = pd.DataFrame({"index": np.arange(len(test)), "path": test.paths, "label": test.labels, "topk": list(top.astype(np.int32)), "score": scores[np.arange(len(test)), top[:, 0]].astype(np.float64)})
+        preds = pd.DataFrame(
+            {
+                "index": np.arange(len(test)),
+                "path": test.paths,
+                "label": test.labels,
+                "topk": list(top.astype(np.int32)),
+                "score": scores[np.arange(len(test)), top[:, 0]].astype(np.float64),
+            }
+        )
         rows = [{"metric": m, "value": v, "dataset": dataset_name(cfg.dataset), "split": test.name, "n": len(test)} for m, v in metrics.items()]
         return TaskResult(rows=rows, predictions=preds, meta=meta)
 
