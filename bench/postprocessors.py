@@ -1,0 +1,330 @@
+"""OOD postprocessors on cached outputs: numpy only, each a small class with ``fit`` and ``score``.
+
+Scores are higher for ID. Inputs are the model's cached outputs (``Outputs``), and, for methods
+that recompute logits from modified features, the linear head that maps penultimate features to
+logits (``Head``: logits = features @ weight.T + bias). Formulas follow OpenOOD v1.5's
+postprocessors; where they differ it is said at the class. ODIN needs input gradients, so it runs
+the model and is not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+
+from bench.registry import Registry
+
+
+@dataclass
+class Outputs:
+    logits: Optional[np.ndarray] = None  # [N, C]
+    features: Optional[np.ndarray] = None  # [N, D] penultimate (pre-logits) features
+    labels: Optional[np.ndarray] = None  # ID-train labels, for class-conditional fits
+
+
+@dataclass
+class Head:
+    weight: np.ndarray  # [C, D]
+    bias: np.ndarray  # [C]
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return features @ self.weight.T + self.bias
+
+
+class Postprocessor:
+    name: ClassVar[str]
+    needs: ClassVar[frozenset] = frozenset({"logits"})  # of: logits, features, labels, head
+
+    def fit(self, train: Outputs, head: Optional[Head] = None) -> "Postprocessor":
+        return self
+
+    def score(self, x: Outputs) -> np.ndarray:
+        raise NotImplementedError
+
+    def hparams(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+POSTPROCESSORS: Registry[type[Postprocessor]] = Registry("postprocessor")
+
+
+def register_postprocessor(cls):
+    return POSTPROCESSORS.register(cls.name)(cls)
+
+
+def create_postprocessor(name: str, **hparams) -> Postprocessor:
+    return POSTPROCESSORS.get(name)(**hparams)
+
+
+def list_postprocessors(pattern: str = "*") -> list[str]:
+    return POSTPROCESSORS.list(pattern)
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+@register_postprocessor
+class MSP(Postprocessor):
+    """Maximum softmax probability (Hendrycks & Gimpel, 2017)."""
+
+    name = "msp"
+
+    def score(self, x):
+        return softmax(_f64(x.logits), axis=1).max(axis=1)
+
+
+@register_postprocessor
+class MaxLogit(Postprocessor):
+    name = "maxlogit"
+
+    def score(self, x):
+        return _f64(x.logits).max(axis=1)
+
+
+@register_postprocessor
+class Energy(Postprocessor):
+    """Negative free energy T·logsumexp(logits / T) (Liu et al., 2020)."""
+
+    name = "energy"
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def score(self, x):
+        return self.temperature * logsumexp(_f64(x.logits) / self.temperature, axis=1)
+
+
+@register_postprocessor
+class GEN(Postprocessor):
+    """Generalized entropy over the M largest probabilities: −Σ p^γ (1−p)^γ (Liu et al., 2023)."""
+
+    name = "gen"
+
+    def __init__(self, gamma: float = 0.1, M: int = 100):
+        self.gamma, self.M = gamma, M
+
+    def score(self, x):
+        p = np.sort(softmax(_f64(x.logits), axis=1), axis=1)[:, -self.M :]
+        return -(p**self.gamma * (1 - p) ** self.gamma).sum(axis=1)
+
+
+@register_postprocessor
+class MCM(Postprocessor):
+    """Zero-shot maximum concept matching: max softmax of image–class-text cosine similarities / T.
+
+    ``logits`` must be the raw cosine similarities (not CLIP's 100× scaled logits).
+    """
+
+    name = "mcm"
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def score(self, x):
+        return softmax(_f64(x.logits) / self.temperature, axis=1).max(axis=1)
+
+
+def _class_gaussians(features: np.ndarray, labels: np.ndarray):
+    """Class means and the precision of the shared covariance of class-centred features."""
+    from sklearn.covariance import EmpiricalCovariance
+
+    classes = np.unique(labels)
+    means = np.stack([features[labels == c].mean(axis=0) for c in classes])
+    centred = features - means[np.searchsorted(classes, labels)]
+    return means, EmpiricalCovariance(assume_centered=False).fit(centred).precision_
+
+
+def _neg_mahalanobis(features: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    d = features - mean
+    return -np.einsum("nd,de,ne->n", d, precision, d)
+
+
+@register_postprocessor
+class Mahalanobis(Postprocessor):
+    """Max over classes of −(x−μ_c)ᵀ Σ⁻¹ (x−μ_c), Σ shared across classes (Lee et al., 2018; OpenOOD 'mds')."""
+
+    name = "mahalanobis"
+    needs = frozenset({"features", "labels"})
+
+    def fit(self, train, head=None):
+        f = _f64(train.features)
+        self._means, self._precision = _class_gaussians(f, np.asarray(train.labels))
+        return self
+
+    def score(self, x):
+        f = _f64(x.features)
+        return np.stack([_neg_mahalanobis(f, m, self._precision) for m in self._means], axis=1).max(axis=1)
+
+
+@register_postprocessor
+class RelativeMahalanobis(Mahalanobis):
+    """Mahalanobis minus a class-agnostic background Gaussian's score (Ren et al., 2021; OpenOOD 'rmds')."""
+
+    name = "relative_mahalanobis"
+
+    def fit(self, train, head=None):
+        from sklearn.covariance import EmpiricalCovariance
+
+        super().fit(train)
+        f = _f64(train.features)
+        self._mean0 = f.mean(axis=0)
+        self._precision0 = EmpiricalCovariance(assume_centered=False).fit(f - self._mean0).precision_
+        return self
+
+    def score(self, x):
+        f = _f64(x.features)
+        background = _neg_mahalanobis(f, self._mean0, self._precision0)
+        return np.stack([_neg_mahalanobis(f, m, self._precision) - background for m in self._means], axis=1).max(axis=1)
+
+
+@register_postprocessor
+class KNN(Postprocessor):
+    """−(squared L2 distance to the k-th nearest ID-train feature), features normalised (Sun et al., 2022).
+
+    Normalisation is OpenOOD's ``x / ‖x‖ + 1e-10``; its faiss IndexFlatL2 returns squared distances.
+    """
+
+    name = "knn"
+    needs = frozenset({"features"})
+
+    def __init__(self, k: int = 50, chunk: int = 2048):
+        self.k = k
+        self._chunk = chunk
+
+    @staticmethod
+    def _normalise(f):
+        return f / np.linalg.norm(f, axis=-1, keepdims=True) + 1e-10
+
+    def fit(self, train, head=None):
+        self._bank = self._normalise(_f64(train.features))
+        self._bank_sq = (self._bank**2).sum(axis=1)
+        return self
+
+    def score(self, x):
+        q = self._normalise(_f64(x.features))
+        k = min(self.k, len(self._bank))
+        out = np.empty(len(q))
+        for s in range(0, len(q), self._chunk):
+            block = q[s : s + self._chunk]
+            d2 = (block**2).sum(axis=1)[:, None] + self._bank_sq[None, :] - 2 * block @ self._bank.T
+            out[s : s + self._chunk] = -np.partition(np.maximum(d2, 0), k - 1, axis=1)[:, k - 1]
+        return out
+
+
+@register_postprocessor
+class ViM(Postprocessor):
+    """Virtual-logit matching (Wang et al., 2022): energy − α·‖residual of x−u off the principal subspace‖.
+
+    u = −pinv(W)·b; the principal subspace is the top-`dim` eigenvectors of the (uncentred about u)
+    ID-train covariance; α matches the mean max-logit to the mean residual norm on ID train.
+    """
+
+    name = "vim"
+    needs = frozenset({"features", "head"})
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+
+    def fit(self, train, head=None):
+        from sklearn.covariance import EmpiricalCovariance
+
+        f = _f64(train.features)
+        w, b = _f64(head.weight), _f64(head.bias)
+        self._w, self._b = w, b
+        self._u = -np.linalg.pinv(w) @ b
+        cov = EmpiricalCovariance(assume_centered=True).fit(f - self._u).covariance_
+        vals, vecs = np.linalg.eigh(cov)  # symmetric: real, and a residual norm is basis-free
+        order = np.argsort(-vals)
+        self._ns = np.ascontiguousarray(vecs[:, order[self.dim :]])
+        logits = f @ w.T + b
+        self._alpha = logits.max(axis=1).mean() / np.linalg.norm((f - self._u) @ self._ns, axis=1).mean()
+        return self
+
+    def score(self, x):
+        f = _f64(x.features)
+        energy = logsumexp(f @ self._w.T + self._b, axis=1)
+        return energy - self._alpha * np.linalg.norm((f - self._u) @ self._ns, axis=1)
+
+
+@register_postprocessor
+class ReAct(Postprocessor):
+    """Energy of logits recomputed from features clipped at the p-th percentile of ID activations (Sun et al., 2021).
+
+    The percentile is taken over ID-train features (OpenOOD takes it over its ID validation split).
+    """
+
+    name = "react"
+    needs = frozenset({"features", "head"})
+
+    def __init__(self, percentile: float = 90.0):
+        self.percentile = percentile
+
+    def fit(self, train, head=None):
+        self._head = Head(_f64(head.weight), _f64(head.bias))
+        self.threshold = float(np.percentile(_f64(train.features).ravel(), self.percentile))
+        return self
+
+    def score(self, x):
+        return logsumexp(self._head(np.minimum(_f64(x.features), self.threshold)), axis=1)
+
+
+def ash(x: np.ndarray, percentile: float, mode: str) -> np.ndarray:
+    """ASH on each sample's activations (any trailing shape): keep the top n−round(n·p/100).
+
+    p: zero the rest; b: the kept ones become sum(x)/k; s: keep, then scale by exp(sum before / sum after).
+    """
+    x = _f64(x)
+    flat = x.reshape(len(x), -1)
+    n = flat.shape[1]
+    k = n - int(np.round(n * percentile / 100.0))
+    idx = np.argpartition(-flat, k - 1, axis=1)[:, :k]
+    kept = np.zeros_like(flat)
+    rows = np.arange(len(flat))[:, None]
+    s1 = flat.sum(axis=1)
+    if mode == "b":
+        kept[rows, idx] = (s1 / k)[:, None]
+    else:
+        kept[rows, idx] = flat[rows, idx]
+        if mode == "s":
+            kept = kept * np.exp(s1 / kept.sum(axis=1))[:, None]
+    return kept.reshape(x.shape)
+
+
+class _ASH(Postprocessor):
+    """Activation shaping then energy (Djurisic et al., 2023).
+
+    OpenOOD shapes the last feature map before pooling; this shapes the pooled penultimate
+    features, which is what a model that exposes no feature map (a ViT's pre-logits) allows.
+    """
+
+    needs = frozenset({"features", "head"})
+    mode: ClassVar[str]
+
+    def __init__(self, percentile: float = 90.0):
+        self.percentile = percentile
+
+    def fit(self, train, head=None):
+        self._head = Head(_f64(head.weight), _f64(head.bias))
+        return self
+
+    def score(self, x):
+        return logsumexp(self._head(ash(x.features, self.percentile, self.mode)), axis=1)
+
+
+@register_postprocessor
+class ASHP(_ASH):
+    name, mode = "ash_p", "p"
+
+
+@register_postprocessor
+class ASHB(_ASH):
+    name, mode = "ash_b", "b"
+
+
+@register_postprocessor
+class ASHS(_ASH):
+    name, mode = "ash_s", "s"
