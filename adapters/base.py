@@ -28,6 +28,8 @@ CAPABILITIES = (
     "text_features_pair",
     "video_features",
     "predictions",
+    "linear_head",  # the classifier is one nn.Linear on image_features: linear_head() -> (W, b)
+    "input_gradients",  # logits are differentiable in the input (ODIN): logits_with_grad(x)
 )
 
 
@@ -123,6 +125,28 @@ class Adapter:
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
+
+    def linear_head(self):
+        """(weight [C, D], bias [C]) as numpy, mapping image_features to image_logits."""
+        raise NotImplementedError
+
+    def logits_with_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of an already-normalised input, with autograd on."""
+        raise NotImplementedError
+
+    def odin_scores(self, images: torch.Tensor, temperature: float = 1000.0, epsilon: float = 0.0014) -> torch.Tensor:
+        """ODIN (Liang et al., 2018) as OpenOOD computes it: one signed-gradient step against the
+        temperature-scaled loss of the predicted class, scaled by 1/std per channel, then the max
+        softmax of the temperature-scaled logits of the perturbed input."""
+        x = self.normalize(images).detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.logits_with_grad(x).float()
+            loss = torch.nn.functional.cross_entropy(logits / temperature, logits.detach().argmax(1))
+            (grad,) = torch.autograd.grad(loss, x)
+        step = (torch.ge(grad, 0).float() - 0.5) * 2 / torch.tensor(self.preprocess.std, device=x.device).view(1, 3, 1, 1)
+        with torch.inference_mode():
+            out = self.logits_with_grad(x.detach() - epsilon * step).float() / temperature
+        return self.check_finite(torch.softmax(out, dim=1).max(dim=1).values, "odin_scores", self.args.name)
 
     def metadata(self) -> dict[str, Any]:
         return {"checkpoint_sha256": self.checkpoint_sha256}

@@ -4,6 +4,8 @@ Contract for the module the factory returns:
 - image_logits:   module(x) -> [B, num_classes]
 - image_features: module.forward_features(x) -> [B, D]
 - text_features:  module.encode_text(list[str]) -> [B, D]
+- linear_head:    module.get_classifier() -> nn.Linear mapping forward_features to forward
+- input_gradients: forward(x) is differentiable in x (for ODIN)
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from adapters.timm import SHA256
 from bench.errors import OutputError
 from bench.suite import ExistingPath
 
-PYTHON_CAPS = ("image_logits", "image_features", "text_features")
 
 
 class PythonArgs(AdapterArgs):
@@ -30,7 +31,7 @@ class PythonArgs(AdapterArgs):
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     python_path: list[ExistingPath] = []  # folders put on sys.path first, relative to the suite
     kwargs: dict[str, Any] = {}
-    capabilities: list[Literal["image_logits", "image_features", "text_features"]] = Field(min_length=1)
+    capabilities: list[Literal["image_logits", "image_features", "text_features", "linear_head", "input_gradients"]] = Field(min_length=1)
     checkpoint: Optional[ExistingPath] = None
     sha256: Optional[str] = SHA256
     preprocess: PreprocessArgs = PreprocessArgs()
@@ -103,6 +104,16 @@ class PythonAdapter(Adapter):
     def text_features(self, texts: list[str]) -> torch.Tensor:
         with torch.inference_mode(), self.autocast():
             return self._check(self.model.encode_text(texts), "text_features")
+
+    def linear_head(self):
+        head = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
+        if not isinstance(head, torch.nn.Linear):
+            raise OutputError(f"model '{self.args.name}': get_classifier() must return an nn.Linear for linear_head")
+        return head.weight.detach().float().cpu().numpy(), head.bias.detach().float().cpu().numpy()
+
+    def logits_with_grad(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model(x)
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "factory": self.args.factory, "params": param_count(self.model)}

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import load_checkpoint
+from bench.errors import OutputError
 from bench.suite import ExistingPath
 
 SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
@@ -51,7 +52,7 @@ class TimmAdapter(Adapter):
     def capabilities_for(cls, args: TimmArgs) -> frozenset[str]:
         caps = {"image_features"}
         if args.num_classes != 0:
-            caps.add("image_logits")
+            caps |= {"image_logits", "linear_head", "input_gradients"}
         return frozenset(caps)
 
     def __init__(self, args: TimmArgs, **kw):
@@ -79,6 +80,16 @@ class TimmAdapter(Adapter):
         with torch.inference_mode(), self.autocast():
             out = self.model(x)
         return self.check_finite(out.float(), "image_logits", self.args.name)
+
+    def linear_head(self):
+        head = self.model.get_classifier()
+        if not isinstance(head, torch.nn.Linear):
+            raise OutputError(f"model '{self.args.name}': timm '{self.args.arch}' classifier is {type(head).__name__}, not one nn.Linear")
+        return head.weight.detach().float().cpu().numpy(), head.bias.detach().float().cpu().numpy()
+
+    def logits_with_grad(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model(x)
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "arch": self.args.arch, "params": param_count(self.model)}

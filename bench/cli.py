@@ -60,6 +60,7 @@ def run(
     precision: Optional[str] = typer.Option(None, help="Override defaults.precision: fp32 | bf16 | fp16."),
     force: bool = typer.Option(False, "--force", help="Rerun jobs whose rows already exist."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded jobs (and skipped pairs) without running."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the output cache ($BENCH_CACHE/outputs)."),
 ):
     """Run every model × task job of a suite, resuming where earlier runs stopped."""
     from bench.jobs import expand
@@ -77,7 +78,9 @@ def run(
     except BenchError as e:
         _fail(e)
 
-    runner = Runner(s, plan, out_dir, force=force, console=err)
+    from bench.cache import OutputCache
+
+    runner = Runner(s, plan, out_dir, force=force, console=err, cache=OutputCache(enabled=not no_cache))
     if dry_run:
         t = Table(title=f"{s.name}: {len(plan.jobs)} jobs")
         for c in ("model", "task", "type", "job_hash", "status"):

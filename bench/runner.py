@@ -19,6 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from bench.cache import OutputCache
 from bench.errors import one_line
 from bench.jobs import Job, Plan, short_hash
 from bench.results import environment, job_rows_ok, load_rows, write_frame, write_json, write_rows
@@ -59,8 +60,18 @@ class RunSummary:
 
 
 class Runner:
-    def __init__(self, suite: Suite, plan: Plan, out: Path, force: bool = False, console: Optional[Console] = None, argv: Optional[list[str]] = None):
+    def __init__(
+        self,
+        suite: Suite,
+        plan: Plan,
+        out: Path,
+        force: bool = False,
+        console: Optional[Console] = None,
+        argv: Optional[list[str]] = None,
+        cache: Optional[OutputCache] = None,
+    ):
         self.suite, self.plan, self.force = suite, plan, force
+        self.cache = cache or OutputCache()
         self.suite_dir = Path(out) / suite.name
         # sorts by start time to the microsecond; the random tail keeps concurrent runs apart
         self.run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S.%f}-{secrets.token_hex(2)}"
@@ -90,17 +101,38 @@ class Runner:
             self._adapter_key = key
         return self._adapter
 
-    def image_outputs(self, adapter, split, capability: str) -> np.ndarray:
-        """Batched outputs for a split, computed once per (model, split, preprocess, capability) in a run."""
+    def image_outputs(self, adapter, split, capability: str, **kwargs) -> np.ndarray:
+        """Batched outputs for a split, computed once per (model, inputs, preprocess, capability, kwargs).
+
+        Kept in memory for the run and on disk in the output cache across runs.
+        """
         import torch
         from torch.utils.data import DataLoader
 
         from bench.data.images import ImageDataset, eval_transform
+        from bench.results import environment
 
         pre = adapter.preprocess
-        key = (self._adapter_key, capability, short_hash([split.paths, pre.as_dict()]))
+        env = environment()
+        key = short_hash(
+            {
+                "model": self.job.model.model_dump(),
+                "sha": adapter.checkpoint_sha256,
+                "seed": self.job.settings.seed,
+                "precision": adapter.precision,
+                "pre": pre.as_dict(),
+                "cap": capability,
+                "kw": kwargs,
+                "inputs": split.paths,
+                "lib": [env["torch"], env["timm"], env["open_clip"]],
+            }
+        )
         if key in self._memo:
             return self._memo[key]
+        cached = self.cache.get(key)
+        if cached is not None:
+            self._memo[key] = cached
+            return cached
         s = self.job.settings
         bs = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
         ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
@@ -110,7 +142,7 @@ class Runner:
         chunks = []
         t0 = time.perf_counter()
         for images, _ in loader:
-            chunks.append(fn(images).cpu().numpy())
+            chunks.append(fn(images, **kwargs).cpu().numpy())
             if bar is not None:
                 self._progress.advance(bar, len(images))
         if adapter.device.type == "cuda":
@@ -121,6 +153,7 @@ class Runner:
             self._progress.remove_task(bar)
         out = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
         self._memo[key] = out
+        self.cache.put(key, out)
         return out
 
     # ---------------------------------------------------------------- one job

@@ -81,6 +81,7 @@ def timm_loop(model, cfg, root, bs, workers, device) -> tuple[float, int]:
 
 
 def bench_job(arch, root, bs, workers, device, out) -> float:
+    from bench.cache import OutputCache
     from bench.jobs import expand
     from bench.runner import Runner
     from bench.suite import load_suite
@@ -92,7 +93,8 @@ def bench_job(arch, root, bs, workers, device, out) -> float:
         f"tasks:\n  - {{name: head, type: classification, protocol: head, dataset: {{format: imagefolder, root: {root}}}}}\n"
     )
     s = load_suite(suite)
-    summary = Runner(s, expand(s), Path(out) / "results", force=True).run(device.type)
+    # no output cache: every run must decode and forward for real
+    summary = Runner(s, expand(s), Path(out) / "results", force=True, cache=OutputCache(enabled=False)).run(device.type)
     (o,) = summary.outcomes
     if o.status != "ok":
         raise SystemExit(f"bench job failed: {o.error}")

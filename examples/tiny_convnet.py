@@ -5,7 +5,7 @@
         adapter: python
         factory: examples.tiny_convnet:build
         kwargs: {num_classes: 10, width: 32}
-        capabilities: [image_logits, image_features]
+        capabilities: [image_logits, image_features, linear_head, input_gradients]
         preprocess: {input_size: 32, crop_pct: 1.0, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
 
 The adapter calls `forward(x)` for image_logits and `forward_features(x)` for image_features.
@@ -33,6 +33,9 @@ class TinyConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head  # lets OOD methods that reshape features (ReAct, ASH, ViM) recompute logits
 
 
 def build(num_classes: int = 10, width: int = 32) -> nn.Module:

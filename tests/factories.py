@@ -13,6 +13,9 @@ class Tiny(nn.Module):
     def forward_features(self, x):
         return self.conv(x).mean(dim=(2, 3))
 
+    def get_classifier(self):
+        return self.fc
+
     def forward(self, x):
         out = self.fc(self.forward_features(x))
         return out * float("nan") if self.nan else out

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -64,7 +64,7 @@ class ImageFolderSpec(_Spec):
     split: str = "val"
     train_split: Optional[str] = None
 
-    def load(self, role: str) -> ImageSplit:
+    def load(self, role: str, with_labels: bool = True) -> ImageSplit:
         split = self.split if role == "test" else self.train_split
         folder = Path(self.root) / split
         if not folder.is_dir():
@@ -83,26 +83,31 @@ class ImageFolderSpec(_Spec):
 
 
 class ImageListSpec(_Spec):
-    """A CSV (path,label header) or JSONL ({"path", "label"}) list plus a classes file."""
+    """A list of (path, label): CSV with a path,label header, JSONL {"path", "label"}, or OpenOOD's
+    whitespace-separated imglist .txt ("relative/path label"), plus an optional classes file."""
 
     format: Literal["list"]
     file: ExistingPath
     train_file: Optional[ExistingPath] = None
-    classes: ExistingPath  # one class id per line; labels are indices or these ids
+    classes: Optional[ExistingPath] = None  # one class id per line; without it labels are indices
     root: Optional[SuitePath] = None  # images are relative to this (default: the list's folder)
     split: str = "val"
     train_split: str = "train"
 
-    def load(self, role: str) -> ImageSplit:
+    def load(self, role: str, with_labels: bool = True) -> ImageSplit:
         file = self.file if role == "test" else self.train_file
-        classes = _read_lines(self.classes)
-        index = {c: i for i, c in enumerate(classes)}
         root = Path(self.root) if self.root else Path(file).parent
         rows = _read_list(file)
         if not rows:
             raise DataError(f"{file}: image list is empty")
-        paths, labels = [], []
-        for n, (p, lab) in enumerate(rows, 1):
+        name = self.split if role == "test" else self.train_split
+        paths = [str(root / p) for p, _ in rows]
+        if not with_labels:  # OOD sets: labels (often -1) are not used
+            return ImageSplit(name, paths, np.full(len(paths), -1, dtype=np.int64), [], [])
+        classes = _read_lines(self.classes) if self.classes else None
+        index = {c: i for i, c in enumerate(classes or [])}
+        labels = []
+        for n, (_, lab) in enumerate(rows, 1):
             if isinstance(lab, str) and lab in index:
                 lab = index[lab]
             else:
@@ -110,11 +115,10 @@ class ImageListSpec(_Spec):
                     lab = int(lab)
                 except (TypeError, ValueError):
                     raise DataError(f"{file}: row {n}: label {lab!r} is neither a class index nor a class in {self.classes}") from None
-            if not 0 <= lab < len(classes):
-                raise DataError(f"{file}: row {n}: label {lab} is out of range for {len(classes)} classes")
-            paths.append(str(root / p))
+            if lab < 0 or (classes is not None and lab >= len(classes)):
+                raise DataError(f"{file}: row {n}: label {lab} is out of range for {len(classes) if classes else 'the'} classes")
             labels.append(lab)
-        name = self.split if role == "test" else self.train_split
+        classes = classes or [str(i) for i in range(max(labels) + 1)]
         return ImageSplit(name, paths, np.asarray(labels, dtype=np.int64), classes, self._names(classes))
 
 
@@ -129,18 +133,53 @@ class DigitsSpec(BaseModel):
     root: Optional[SuitePath] = None  # default: $BENCH_CACHE/datasets/digits
     split: Literal["val"] = "val"
     train_split: Literal["train"] = "train"
+    digits: Optional[list[Annotated[int, Field(ge=0, le=9)]]] = None  # keep only these digits, relabelled 0..k-1
 
-    def load(self, role: str) -> ImageSplit:
+    def load(self, role: str, with_labels: bool = True) -> ImageSplit:
         root = Path(self.root) if self.root else cache_dir() / "datasets" / "digits"
         materialize_digits(root)
-        split = ImageFolderSpec(format="imagefolder", root=str(root), split="val", train_split="train")
-        out = split.load(role)
-        out.class_names = DIGIT_NAMES
+        out = ImageFolderSpec(format="imagefolder", root=str(root), split="val", train_split="train").load(role)
+        out.class_names = list(DIGIT_NAMES)
+        if self.digits:
+            keep = sorted(set(self.digits))
+            idx = np.flatnonzero(np.isin(out.labels, keep))
+            remap = {d: i for i, d in enumerate(keep)}
+            out = ImageSplit(out.name, [out.paths[i] for i in idx], np.asarray([remap[int(out.labels[i])] for i in idx]), [str(d) for d in keep], [DIGIT_NAMES[d] for d in keep])
         return out
 
 
-DatasetSpec = Union[ImageFolderSpec, ImageListSpec, DigitsSpec]
-DatasetField = Field(discriminator="format")
+class NoiseSpec(BaseModel):
+    """Generated far-OOD images, written once: uniform noise, or smooth random textures."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["generated_noise"]
+    kind: Literal["uniform", "texture"] = "uniform"
+    n: int = Field(200, gt=0)
+    size: int = Field(32, gt=0)
+    seed: int = 0
+    root: Optional[SuitePath] = None  # default: $BENCH_CACHE/datasets/noise-<kind>-<n>-<size>-<seed>
+    split: Literal["val"] = "val"
+
+    def load(self, role: str, with_labels: bool = True) -> ImageSplit:
+        root = Path(self.root) if self.root else cache_dir() / "datasets" / f"noise-{self.kind}-{self.n}-{self.size}-{self.seed}"
+        if not (root / ".complete").exists():
+            rng = np.random.default_rng(self.seed)
+            tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+            (tmp / "val" / "noise").mkdir(parents=True, exist_ok=True)
+            for i in range(self.n):
+                if self.kind == "uniform":
+                    img = rng.integers(0, 256, (self.size, self.size, 3), dtype=np.uint8)
+                else:  # low-frequency noise upsampled: blotchy textures
+                    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+                    img = np.asarray(Image.fromarray(small).resize((self.size, self.size), Image.BICUBIC))
+                Image.fromarray(img).save(tmp / "val" / "noise" / f"{i:05d}.png")
+            (tmp / ".complete").write_text(f"{self.kind} noise, seed {self.seed}\n")
+            _publish(tmp, root)
+        return ImageFolderSpec(format="imagefolder", root=str(root)).load("test")
+
+
+# what a task's `dataset:` key accepts, picked by `format`
+ImageDatasetSpec = Annotated[Union[ImageFolderSpec, ImageListSpec, DigitsSpec, NoiseSpec], Field(discriminator="format")]
 
 
 def cache_dir() -> Path:
@@ -166,19 +205,22 @@ def materialize_digits(root: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).convert("RGB").resize((32, 32), Image.BICUBIC).save(folder / f"{i:04d}.png")
     (tmp / ".complete").write_text("sklearn digits, 25% stratified val, random_state=0\n")
+    _publish(tmp, root)
+
+
+def _publish(tmp: Path, root: Path) -> None:
+    """Move a finished temp folder into place; if another process won the race, keep theirs."""
+    import shutil
+
     root.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(tmp, root)
-    except OSError:  # another process won the race, or a stale partial root exists
-        if not marker.exists():
-            import shutil
-
+    except OSError:
+        if (root / ".complete").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:  # a stale partial folder from a killed run
             shutil.rmtree(root, ignore_errors=True)
             os.rename(tmp, root)
-        else:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_lines(path: str) -> list[str]:
@@ -200,6 +242,14 @@ def _read_list(path: str) -> list[tuple[str, object]]:
                             rows.append((r["path"], r["label"]))
                         except (json.JSONDecodeError, KeyError, TypeError) as e:
                             raise DataError(f"{path}: line {n}: expected a JSON object with 'path' and 'label' ({e})") from None
+        elif path.endswith(".txt"):
+            with open(path) as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        parts = line.strip().split(" ", 1)
+                        if len(parts) != 2:
+                            raise DataError(f"{path}: line {n}: expected 'path label'")
+                        rows.append((parts[0], parts[1].split()[0]))
         else:
             with open(path, newline="") as f:
                 reader = csv.DictReader(f)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.data.images import DigitsSpec, ImageFolderSpec, ImageListSpec, ImageSplit, _read_lines
+from bench.data.images import ImageDatasetSpec, ImageSplit, _read_lines
 from bench.errors import DataError
 from bench.metrics.classification import topk_accuracy, topk_indices
 from bench.probes import knn_scores, l2_normalize, linear_probe, zero_shot_weights
@@ -47,7 +47,7 @@ class ZeroShotOpts(_Opts):
 class ClassificationConfig(TaskConfig):
     type: Literal["classification"]
     protocol: Literal["head", "linear_probe", "knn", "zero_shot"] = "head"
-    dataset: Annotated[Union[ImageFolderSpec, ImageListSpec, DigitsSpec], Field(discriminator="format")]
+    dataset: ImageDatasetSpec
     # head only: line i holds the model output index of dataset class i (e.g. ImageNet-R's 200 of 1000)
     label_map: Optional[ExistingPath] = None
     knn: KnnOpts = KnnOpts()
@@ -67,8 +67,8 @@ class ClassificationConfig(TaskConfig):
 
 
 def dataset_name(spec) -> str:
-    if spec.format == "sklearn_digits":
-        return "sklearn_digits"
+    if spec.format in ("sklearn_digits", "generated_noise"):
+        return spec.format if spec.format == "sklearn_digits" or spec.kind == "uniform" else f"{spec.kind}_noise"
     if spec.format == "imagefolder":
         return spec.root.rstrip("/").split("/")[-1]
     return spec.file.rstrip("/").split("/")[-1].rsplit(".", 1)[0]
