@@ -25,7 +25,6 @@ from bench.errors import OutputError
 from bench.suite import ExistingPath
 
 
-
 class PythonArgs(AdapterArgs):
     adapter: Literal["python"] = "python"
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -81,6 +81,15 @@ class TimmAdapter(Adapter):
             out = self.model(x)
         return self.check_finite(out.float(), "image_logits", self.args.name)
 
+    def features_and_logits(self, images: torch.Tensor):
+        """Pre-logits features and logits sharing one forward_features pass (model(x) is forward_head of it)."""
+        x = self.normalize(images)
+        with torch.inference_mode(), self.autocast():
+            fmap = self.model.forward_features(x)
+            f = self.model.forward_head(fmap, pre_logits=True)
+            out = self.model.forward_head(fmap)
+        return self.check_finite(f.float(), "image_features", self.args.name), self.check_finite(out.float(), "image_logits", self.args.name)
+
     def linear_head(self):
         head = self.model.get_classifier()
         if not isinstance(head, torch.nn.Linear):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.metrics import higher_is_better
 
-MATCH = ["model", "task", "dataset", "split", "metric"]
+MATCH = ["model", "task", "dataset", "split", "metric", "method"]
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Verdict:
     dataset: str
     split: str
     metric: str
+    method: str | None
     baseline: float
     current: float | None
     tolerance: float
@@ -47,6 +48,7 @@ def tolerance_for(metric: str, default: float, per_metric: dict[str, float], tas
 def check(current: pd.DataFrame, baseline: pd.DataFrame, tolerance: float = 0.0, per_metric: dict[str, float] | None = None) -> list[Verdict]:
     """One verdict per baseline row: a drop beyond tolerance, a missing or a failed row is bad."""
     per_metric = per_metric or {}
+    current, baseline = _fill_method(current), _fill_method(baseline)
     cur = {tuple(r[c] for c in MATCH): r for r in current.to_dict("records")}
     failed = {(r["model"], r["task"]): r for r in current.to_dict("records") if r["status"] != "ok"}
     out = []
@@ -70,6 +72,13 @@ def check(current: pd.DataFrame, baseline: pd.DataFrame, tolerance: float = 0.0,
                 v.status = "improved"
         out.append(v)
     return out
+
+
+def _fill_method(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows without a method match each other (None and NaN would not)."""
+    df = df.copy()
+    df["method"] = df["method"].fillna("") if "method" in df.columns else ""
+    return df
 
 
 def render_markdown(verdicts: list[Verdict]) -> str:

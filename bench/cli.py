@@ -105,7 +105,11 @@ def _print_summary(summary):
     for c in ("model", "task", "status", "metrics", "wall s", "samples/s"):
         t.add_column(c, justify="right" if c in ("wall s", "samples/s") else "left")
     for o in summary.outcomes:
-        metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in o.rows) if o.rows else (o.error if o.status == "failed" else "")
+        plain = [r for r in o.rows if not r.get("method")]
+        methods = {r["method"] for r in o.rows if r.get("method")}
+        metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in plain) if o.rows else (o.error if o.status == "failed" else "")
+        if methods:
+            metrics += f"{', ' if plain else ''}{len(o.rows) - len(plain)} rows over {len(methods)} methods"
         sps = next((r.get("samples_per_s") for r in o.rows), None)
         style = {"ok": "green", "failed": "red", "skipped": "dim"}[o.status]
         t.add_row(

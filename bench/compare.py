@@ -34,8 +34,14 @@ class Comparison:
     baseline: Optional[str] = None
 
 
+def with_method(df: pd.DataFrame) -> pd.DataFrame:
+    """A row's entry is its model, or 'model · method' when a method (OOD postprocessor) was applied."""
+    label = [m if not isinstance(x, str) or not x else f"{m} · {x}" for m, x in zip(df.model, df.method)]
+    return df.assign(model=label)
+
+
 def build(results: list[str], baseline: Optional[str] = None) -> Comparison:
-    df = load_rows(results)
+    df = with_method(load_rows(results))
     ok = df[df.status == "ok"]
     failed = df[df.status != "ok"]
     columns = sorted({tuple(r) for r in ok[COL].itertuples(index=False, name=None)})
@@ -72,7 +78,7 @@ def build(results: list[str], baseline: Optional[str] = None) -> Comparison:
 
 def _apply_baseline(comp: Comparison, baseline: str) -> None:
     if Path(baseline).exists():
-        base = load_rows([baseline])
+        base = with_method(load_rows([baseline]))
         base = base[base.status == "ok"]
         index = {(r.model, (r.task, r.dataset, r.split, r.metric)): r for r in base.itertuples(index=False)}
         for (model, col), cell in comp.cells.items():

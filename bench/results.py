@@ -24,6 +24,7 @@ SCHEMA = pa.schema(
         ("dataset", pa.string()),
         ("split", pa.string()),
         ("metric", pa.string()),
+        ("method", pa.string()),  # a method applied on top of the model (OOD postprocessor), else empty
         ("value", pa.float64()),
         ("n", pa.int64()),
         ("stderr", pa.float64()),
@@ -53,7 +54,7 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = SCHEMA.names
-KEY = ["suite", "model", "task", "dataset", "split", "metric"]
+KEY = ["suite", "model", "task", "dataset", "split", "metric", "method"]
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -125,7 +126,7 @@ def load_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
         raise BenchError(f"no result rows found in {', '.join(str(p) for p in paths)}")
     df = pd.concat([_read(f) for f in files], ignore_index=True)
     df = df.sort_values("started_at", kind="stable", na_position="first")
-    df = df.drop_duplicates(subset=["job_hash", "dataset", "split", "metric"], keep="last")
+    df = df.drop_duplicates(subset=["job_hash", "dataset", "split", "metric", "method"], keep="last")
     # a job that later succeeded drops its old failure row, and vice versa
     latest = df.groupby(["suite", "model", "task"], dropna=False)["started_at"].transform("max")
     df = df[(df["started_at"] == latest) | df["started_at"].isna()]

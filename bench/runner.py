@@ -21,11 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.cache import OutputCache
 from bench.errors import one_line
-from bench.jobs import Job, Plan, short_hash
+from bench.jobs import PROTOCOL_VERSION, Job, Plan, short_hash
 from bench.results import environment, job_rows_ok, load_rows, write_frame, write_json, write_rows
 from bench.suite import Suite
 
 AUTO_BATCH = {"cpu": 64, "cuda": 256}
+PAIR = frozenset({"image_features", "image_logits"})
 
 
 def resolve_device(device: str) -> str:
@@ -101,48 +102,56 @@ class Runner:
             self._adapter_key = key
         return self._adapter
 
-    def image_outputs(self, adapter, split, capability: str, **kwargs) -> np.ndarray:
-        """Batched outputs for a split, computed once per (model, inputs, preprocess, capability, kwargs).
-
-        Kept in memory for the run and on disk in the output cache across runs.
-        """
-        import torch
-        from torch.utils.data import DataLoader
-
-        from bench.data.images import ImageDataset, eval_transform
+    def _output_key(self, adapter, split, capability: str, kwargs: dict) -> str:
         from bench.results import environment
 
-        pre = adapter.preprocess
         env = environment()
-        key = short_hash(
+        return short_hash(
             {
                 "model": self.job.model.model_dump(),
                 "sha": adapter.checkpoint_sha256,
                 "seed": self.job.settings.seed,
                 "precision": adapter.precision,
-                "pre": pre.as_dict(),
+                "pre": adapter.preprocess.as_dict(),
                 "cap": capability,
                 "kw": kwargs,
                 "inputs": split.paths,
                 "lib": [env["torch"], env["timm"], env["open_clip"]],
+                "v": PROTOCOL_VERSION,
             }
         )
+
+    def image_outputs(self, adapter, split, capability: str, **kwargs) -> np.ndarray:
+        """Batched outputs for a split, computed once per (model, inputs, preprocess, capability, kwargs).
+
+        Kept in memory for the run and on disk in the output cache across runs. Features and
+        logits come from one forward pass when the adapter can give both.
+        """
+        import torch
+        from torch.utils.data import DataLoader
+
+        from bench.data.images import ImageDataset, eval_transform
+
+        key = self._output_key(adapter, split, capability, kwargs)
         if key in self._memo:
             return self._memo[key]
         cached = self.cache.get(key)
         if cached is not None:
             self._memo[key] = cached
             return cached
+        both = capability in PAIR and PAIR <= adapter.capabilities and hasattr(adapter, "features_and_logits")
+        fn = adapter.features_and_logits if both else getattr(adapter, capability)
         s = self.job.settings
         bs = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
+        pre = adapter.preprocess
         ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
         loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
-        fn = getattr(adapter, capability)
-        bar = self._progress.add_task(f"  {split.name} · {capability}", total=len(ds)) if self._progress else None
+        bar = self._progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if self._progress else None
         chunks = []
         t0 = time.perf_counter()
         for images, _ in loader:
-            chunks.append(fn(images, **kwargs).cpu().numpy())
+            out = fn(images, **kwargs)
+            chunks.append(tuple(o.cpu().numpy() for o in out) if both else out.cpu().numpy())
             if bar is not None:
                 self._progress.advance(bar, len(images))
         if adapter.device.type == "cuda":
@@ -151,10 +160,16 @@ class Runner:
         self.samples += len(ds)
         if bar is not None:
             self._progress.remove_task(bar)
-        out = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-        self._memo[key] = out
-        self.cache.put(key, out)
-        return out
+        results = {}
+        if both:
+            for i, cap in enumerate(("image_features", "image_logits")):
+                results[self._output_key(adapter, split, cap, kwargs)] = np.concatenate([c[i] for c in chunks])
+        else:
+            results[key] = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+        for k, v in results.items():
+            self._memo[k] = v
+            self.cache.put(k, v)
+        return results[key]
 
     # ---------------------------------------------------------------- one job
     def run_job(self, job: Job, device: str) -> JobOutcome:

@@ -144,7 +144,13 @@ class DigitsSpec(BaseModel):
             keep = sorted(set(self.digits))
             idx = np.flatnonzero(np.isin(out.labels, keep))
             remap = {d: i for i, d in enumerate(keep)}
-            out = ImageSplit(out.name, [out.paths[i] for i in idx], np.asarray([remap[int(out.labels[i])] for i in idx]), [str(d) for d in keep], [DIGIT_NAMES[d] for d in keep])
+            out = ImageSplit(
+                out.name,
+                [out.paths[i] for i in idx],
+                np.asarray([remap[int(out.labels[i])] for i in idx]),
+                [str(d) for d in keep],
+                [DIGIT_NAMES[d] for d in keep],
+            )
         return out
 
 
