@@ -127,12 +127,20 @@ class Adapter:
         raise NotImplementedError
 
     def linear_head(self):
-        """(weight [C, D], bias [C]) as numpy, mapping image_features to image_logits."""
-        raise NotImplementedError
+        """(weight [C, D], bias [C]) as numpy, mapping image_features to image_logits.
+
+        Default: the wrapped module's get_classifier() (timm's convention), which must be one nn.Linear.
+        """
+        get = getattr(getattr(self, "model", None), "get_classifier", None)
+        head = get() if get else None
+        if not isinstance(head, torch.nn.Linear):
+            raise OutputError(f"model '{self.args.name}': its classifier is {type(head).__name__}, not one nn.Linear, so it has no linear_head")
+        return head.weight.detach().float().cpu().numpy(), head.bias.detach().float().cpu().numpy()
 
     def logits_with_grad(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of an already-normalised input, with autograd on."""
-        raise NotImplementedError
+        """Logits of an already-normalised input, with autograd on (default: the wrapped module's forward)."""
+        with self.autocast():
+            return self.model(x)
 
     def odin_scores(self, images: torch.Tensor, temperature: float = 1000.0, epsilon: float = 0.0014) -> torch.Tensor:
         """ODIN (Liang et al., 2018) as OpenOOD computes it: one signed-gradient step against the

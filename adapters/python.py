@@ -104,15 +104,5 @@ class PythonAdapter(Adapter):
         with torch.inference_mode(), self.autocast():
             return self._check(self.model.encode_text(texts), "text_features")
 
-    def linear_head(self):
-        head = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
-        if not isinstance(head, torch.nn.Linear):
-            raise OutputError(f"model '{self.args.name}': get_classifier() must return an nn.Linear for linear_head")
-        return head.weight.detach().float().cpu().numpy(), head.bias.detach().float().cpu().numpy()
-
-    def logits_with_grad(self, x: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            return self.model(x)
-
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "factory": self.args.factory, "params": param_count(self.model)}

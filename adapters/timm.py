@@ -9,7 +9,6 @@ from pydantic import Field
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import load_checkpoint
-from bench.errors import OutputError
 from bench.suite import ExistingPath
 
 SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
@@ -89,16 +88,6 @@ class TimmAdapter(Adapter):
             f = self.model.forward_head(fmap, pre_logits=True)
             out = self.model.forward_head(fmap)
         return self.check_finite(f.float(), "image_features", self.args.name), self.check_finite(out.float(), "image_logits", self.args.name)
-
-    def linear_head(self):
-        head = self.model.get_classifier()
-        if not isinstance(head, torch.nn.Linear):
-            raise OutputError(f"model '{self.args.name}': timm '{self.args.arch}' classifier is {type(head).__name__}, not one nn.Linear")
-        return head.weight.detach().float().cpu().numpy(), head.bias.detach().float().cpu().numpy()
-
-    def logits_with_grad(self, x: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            return self.model(x)
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "arch": self.args.arch, "params": param_count(self.model)}

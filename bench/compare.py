@@ -36,7 +36,7 @@ class Comparison:
 
 def with_method(df: pd.DataFrame) -> pd.DataFrame:
     """A row's entry is its model, or 'model · method' when a method (OOD postprocessor) was applied."""
-    label = [m if not isinstance(x, str) or not x else f"{m} · {x}" for m, x in zip(df.model, df.method)]
+    label = [m if not isinstance(x, str) or not x else f"{m} · {x}" for m, x in zip(df.model, df.method, strict=True)]
     return df.assign(model=label)
 
 

@@ -172,3 +172,15 @@ def test_identical_ood_set_is_chance(tmp_path):
     same = rows[(rows.dataset == "same")].set_index(["method", "metric"]).value
     assert same[("msp", "AUROC")] == pytest.approx(0.5, abs=1e-12) and same[("msp", "FPR95")] == 1.0
     assert np.isfinite(same.to_numpy()).all()
+
+
+def test_adding_a_postprocessor_reuses_the_forward_pass(tmp_path):
+    first = suite_text(postprocessors="[msp, {name: knn, k: 3}, {name: odin, epsilon: 0.001}]")
+    r, rows = run(tmp_path, first)
+    assert r.exit_code == 0 and rows.samples_per_s.notna().all()  # first run: real forward passes
+    # the new methods need only features, logits and ODIN scores already computed for these splits
+    r, rows = run(tmp_path, first.replace("postprocessors: [msp,", "postprocessors: [msp, energy, mahalanobis, {name: vim, dim: 4}, react,"))
+    assert r.exit_code == 0, r.output
+    latest = rows[rows.started_at == rows.started_at.max()]
+    assert {"energy", "mahalanobis", "vim", "react"} <= set(latest.method)
+    assert latest.samples_per_s.isna().all()  # every output came from the cache: no forward pass ran

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal, Optional, Union
+from typing import Literal, Optional
 
 import numpy as np
 import pandas as pd

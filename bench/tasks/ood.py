@@ -259,7 +259,7 @@ class OODTask(Task):
         keys = list(spec.sweep)
         tried = []
         for values in itertools.product(*(spec.sweep[k] for k in keys)):
-            hp = {**spec.hparams, **dict(zip(keys, values))}
+            hp = {**spec.hparams, **dict(zip(keys, values, strict=True))}
             auroc = ood_metrics(
                 self._score(adapter, spec, hp, train, head, id_val, x_idv, id_test),
                 self._score(adapter, spec, hp, train, head, ood_val, x_oodv, id_test),
