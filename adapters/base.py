@@ -105,9 +105,13 @@ class Adapter:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW → normalised float on the adapter's device."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1) * 255
-        std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1) * 255
-        return (x.float() - mean) / std
+        key = (self.preprocess.mean, self.preprocess.std)
+        if getattr(self, "_norm_key", None) != key:
+            # made once: a per-batch torch.tensor(..., device=cuda) is a blocking copy that stalls the stream
+            self._norm_key = key
+            self._mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1) * 255
+            self._std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1) * 255
+        return (x.float() - self._mean) / self._std
 
     @staticmethod
     def check_finite(t: torch.Tensor, what: str, model: str) -> torch.Tensor:
@@ -151,7 +155,7 @@ class Adapter:
             logits = self.logits_with_grad(x).float()
             loss = torch.nn.functional.cross_entropy(logits / temperature, logits.detach().argmax(1))
             (grad,) = torch.autograd.grad(loss, x)
-        step = (torch.ge(grad, 0).float() - 0.5) * 2 / torch.tensor(self.preprocess.std, device=x.device).view(1, 3, 1, 1)
+        step = (torch.ge(grad, 0).float() - 0.5) * 2 / (self._std / 255)
         with torch.inference_mode():
             out = self.logits_with_grad(x.detach() - epsilon * step).float() / temperature
         return self.check_finite(torch.softmax(out, dim=1).max(dim=1).values, "odin_scores", self.args.name)

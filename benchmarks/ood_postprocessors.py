@@ -33,7 +33,9 @@ def main():
     from bench.metrics.ood import ood_metrics
     from bench.postprocessors import Head, Outputs, create_postprocessor
 
-    adapter = TimmAdapter(TimmArgs(name="m", adapter="timm", arch=args.model, num_classes=5, preprocess={"input_size": args.size, "crop_pct": 1.0}))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    args_ = TimmArgs(name="m", adapter="timm", arch=args.model, num_classes=5, preprocess={"input_size": args.size, "crop_pct": 1.0})
+    adapter = TimmAdapter(args_, device=device)
     splits = {
         "train": DigitsSpec(format="sklearn_digits", digits=[0, 1, 2, 3, 4]).load("train"),
         "id": DigitsSpec(format="sklearn_digits", digits=[0, 1, 2, 3, 4]).load("test"),
@@ -51,7 +53,9 @@ def main():
     outs = {}
     for k, bs in batches.items():
         pairs = [adapter.features_and_logits(b) for b in bs]
-        outs[k] = Outputs(features=torch.cat([p[0] for p in pairs]).numpy(), logits=torch.cat([p[1] for p in pairs]).numpy(), labels=splits[k].labels)
+        outs[k] = Outputs(
+            features=torch.cat([p[0] for p in pairs]).cpu().numpy(), logits=torch.cat([p[1] for p in pairs]).cpu().numpy(), labels=splits[k].labels
+        )
     forward = time.perf_counter() - t0
     head = Head(*adapter.linear_head())
     n = sum(len(v) for v in splits.values())
@@ -83,7 +87,7 @@ def main():
     print(f"all {len(methods)} postprocessors: {total:.3f} s = {total / forward:.1%} of one forward pass")
     t0 = time.perf_counter()
     for k in ("id", "near", "far"):
-        np.concatenate([adapter.odin_scores(b).numpy() for b in batches[k]])
+        np.concatenate([adapter.odin_scores(b).cpu().numpy() for b in batches[k]])
     odin = time.perf_counter() - t0
     print(f"  odin (runs the model with input gradients, apart): {odin:.3f} s = {odin / forward:.2f}× the forward pass")
 

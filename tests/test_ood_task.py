@@ -174,7 +174,8 @@ def test_identical_ood_set_is_chance(tmp_path):
     assert np.isfinite(same.to_numpy()).all()
 
 
-def test_adding_a_postprocessor_reuses_the_forward_pass(tmp_path):
+def test_adding_a_postprocessor_reuses_the_forward_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))  # other tests fill the shared cache with the same outputs
     first = suite_text(postprocessors="[msp, {name: knn, k: 3}, {name: odin, epsilon: 0.001}]")
     r, rows = run(tmp_path, first)
     assert r.exit_code == 0 and rows.samples_per_s.notna().all()  # first run: real forward passes
