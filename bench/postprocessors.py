@@ -44,9 +44,6 @@ class Postprocessor:
     def score(self, x: Outputs) -> np.ndarray:
         raise NotImplementedError
 
-    def hparams(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
 
 POSTPROCESSORS: Registry[type[Postprocessor]] = Registry("postprocessor")
 
@@ -191,9 +188,10 @@ class KNN(Postprocessor):
     name = "knn"
     needs = frozenset({"features"})
 
-    def __init__(self, k: int = 50, chunk: int = 2048):
+    chunk = 2048  # query rows per distance block, to bound memory
+
+    def __init__(self, k: int = 50):
         self.k = k
-        self._chunk = chunk
 
     @staticmethod
     def _normalise(f):
@@ -208,10 +206,10 @@ class KNN(Postprocessor):
         q = self._normalise(_f64(x.features))
         k = min(self.k, len(self._bank))
         out = np.empty(len(q))
-        for s in range(0, len(q), self._chunk):
-            block = q[s : s + self._chunk]
+        for s in range(0, len(q), self.chunk):
+            block = q[s : s + self.chunk]
             d2 = (block**2).sum(axis=1)[:, None] + self._bank_sq[None, :] - 2 * block @ self._bank.T
-            out[s : s + self._chunk] = -np.partition(np.maximum(d2, 0), k - 1, axis=1)[:, k - 1]
+            out[s : s + self.chunk] = -np.partition(np.maximum(d2, 0), k - 1, axis=1)[:, k - 1]
         return out
 
 

@@ -46,9 +46,11 @@ def test_architecture_example_validates(tmp_path, monkeypatch):
 def test_smoke_suite_validates():
     suite = load_suite(HERE.parent / "suites" / "smoke.yaml")
     plan = expand(suite)
-    protocols = {j.task.protocol for j in plan.jobs}
+    protocols = {j.task.protocol for j in plan.jobs if j.task.type == "classification"}
     assert protocols == {"head", "linear_probe", "knn", "zero_shot"}
-    assert len(plan.skipped) == 4  # clip has no head; non-CLIP models have no text tower
+    assert {j.task.name for j in plan.jobs if j.task.type == "ood"} == {"digits-ood", "digits-ood-mcm"}
+    # clip has no head and no ODIN/linear head; the others have no text tower (zero-shot, MCM)
+    assert len(plan.skipped) == 8
 
 
 GOOD = """\

@@ -50,7 +50,7 @@ class _Spec(BaseModel):
     def _names(self, classes: list[str]) -> list[str]:
         if not self.class_names:
             return list(classes)
-        names = _read_lines(self.class_names)
+        names = read_lines(self.class_names)
         if len(names) != len(classes):
             raise DataError(f"{self.class_names}: has {len(names)} names for {len(classes)} classes")
         return names
@@ -104,7 +104,7 @@ class ImageListSpec(_Spec):
         paths = [str(root / p) for p, _ in rows]
         if not with_labels:  # OOD sets: labels (often -1) are not used
             return ImageSplit(name, paths, np.full(len(paths), -1, dtype=np.int64), [], [])
-        classes = _read_lines(self.classes) if self.classes else None
+        classes = read_lines(self.classes) if self.classes else None
         index = {c: i for i, c in enumerate(classes or [])}
         labels = []
         for n, (_, lab) in enumerate(rows, 1):
@@ -184,6 +184,17 @@ class NoiseSpec(BaseModel):
         return ImageFolderSpec(format="imagefolder", root=str(root)).load("test")
 
 
+def dataset_name(spec) -> str:
+    """The `dataset` value of result rows: a folder or list name, or the generator's name."""
+    if spec.format == "sklearn_digits":
+        return "sklearn_digits"
+    if spec.format == "generated_noise":
+        return f"{spec.kind}_noise"
+    if spec.format == "imagefolder":
+        return spec.root.rstrip("/").split("/")[-1]
+    return spec.file.rstrip("/").split("/")[-1].rsplit(".", 1)[0]
+
+
 # what a task's `dataset:` key accepts, picked by `format`
 ImageDatasetSpec = Annotated[Union[ImageFolderSpec, ImageListSpec, DigitsSpec, NoiseSpec], Field(discriminator="format")]
 
@@ -229,7 +240,7 @@ def _publish(tmp: Path, root: Path) -> None:
             os.rename(tmp, root)
 
 
-def _read_lines(path: str) -> list[str]:
+def read_lines(path: str) -> list[str]:
     try:
         return [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
     except OSError as e:

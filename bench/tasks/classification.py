@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.data.images import ImageDatasetSpec, ImageSplit, _read_lines
+from bench.data.images import ImageDatasetSpec, ImageSplit, read_lines, dataset_name
 from bench.errors import DataError
 from bench.metrics.classification import topk_accuracy, topk_indices
 from bench.probes import knn_scores, l2_normalize, linear_probe, zero_shot_weights
@@ -66,14 +66,6 @@ class ClassificationConfig(TaskConfig):
         return self
 
 
-def dataset_name(spec) -> str:
-    if spec.format in ("sklearn_digits", "generated_noise"):
-        return spec.format if spec.format == "sklearn_digits" or spec.kind == "uniform" else f"{spec.kind}_noise"
-    if spec.format == "imagefolder":
-        return spec.root.rstrip("/").split("/")[-1]
-    return spec.file.rstrip("/").split("/")[-1].rsplit(".", 1)[0]
-
-
 @register_task
 class ClassificationTask(Task):
     type = "classification"
@@ -94,7 +86,7 @@ class ClassificationTask(Task):
         if cfg.protocol == "head":
             scores = self.ctx.image_outputs(adapter, test, "image_logits")
             if cfg.label_map:
-                idx = np.asarray([int(x) for x in _read_lines(cfg.label_map)])
+                idx = np.asarray([int(x) for x in read_lines(cfg.label_map)])
                 if len(idx) != len(test.classes) or idx.max() >= scores.shape[1]:
                     raise DataError(
                         f"{cfg.label_map}: label map has {len(idx)} entries (max {idx.max()}) for {len(test.classes)} classes and {scores.shape[1]} model outputs"
@@ -143,7 +135,7 @@ class ClassificationTask(Task):
         z = self.cfg.zero_shot
         templates = list(z.templates or [])
         if z.templates_file:
-            templates += _read_lines(z.templates_file)
+            templates += read_lines(z.templates_file)
         templates = templates or DEFAULT_TEMPLATES
         bad = [t for t in templates if "{}" not in t]
         if bad:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bench.data.images import ImageDatasetSpec, ImageSplit
+from bench.data.images import ImageDatasetSpec, ImageSplit, dataset_name
 from bench.errors import DataError
 from bench.metrics.classification import topk_accuracy, topk_indices
 from bench.metrics.ood import CONVENTION, group_means, ood_metrics
@@ -91,7 +91,7 @@ class PostprocessorSpec(BaseModel):
             allowed = set(MODEL_METHODS[self.name])
         elif self.name in POSTPROCESSORS:
             sig = inspect.signature(POSTPROCESSORS.get(self.name).__init__)
-            allowed = {p for p in sig.parameters if p != "self" and not p.startswith("_") and p != "chunk"}
+            allowed = {p for p in sig.parameters if p != "self"}
         else:
             names = POSTPROCESSORS.list() + list(MODEL_METHODS)
             raise ValueError(f"unknown postprocessor '{self.name}'{did_you_mean(self.name, names)}")
@@ -152,12 +152,6 @@ class OODConfig(TaskConfig):
         if any(p.sweep for p in self.postprocessors) and self.sweep_data is None:
             raise ValueError("a postprocessor sweep needs sweep_data: {id_val, ood_val}")
         return self
-
-
-def _ds_name(spec) -> str:
-    from bench.tasks.classification import dataset_name
-
-    return dataset_name(spec)
 
 
 @register_task
@@ -224,7 +218,7 @@ class OODTask(Task):
         scores = x_id.logits if x_id.logits is not None else (self._mcm_logits(adapter, x_id.features, id_test) if "text_features" in need else None)
         if scores is not None:
             for m, v in topk_accuracy(topk_indices(scores, 5), id_test.labels).items():
-                rows.append({"metric": m, "value": v, "dataset": _ds_name(cfg.dataset), "split": id_test.name, "n": len(id_test)})
+                rows.append({"metric": m, "value": v, "dataset": dataset_name(cfg.dataset), "split": id_test.name, "n": len(id_test)})
 
         for spec in cfg.postprocessors:
             hp, swept = dict(spec.hparams), None
