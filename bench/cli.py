@@ -183,16 +183,20 @@ def compare(
     baseline: Optional[str] = typer.Option(None, help="A model name in the results, or a results file/folder, to show deltas against."),
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="table | markdown | csv | html"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    task: Optional[str] = typer.Option(None, help="Only these tasks (comma-separated globs)."),
+    dataset: Optional[str] = typer.Option(None, help="Only these datasets, e.g. 'near,far' for OOD group means."),
+    metric: Optional[str] = typer.Option(None, help="Only these metrics, e.g. 'top1' or 'AUROC,FPR95'."),
 ):
     """Show models × (task, metric): best per column marked, deltas against a baseline, † where not comparable."""
     from bench import compare as cmp
 
     try:
-        comp = cmp.build([str(p) for p in results], baseline)
+        comp = cmp.build([str(p) for p in results], baseline, task=task, dataset=dataset, metric=metric)
     except BenchError as e:
         _fail(e)
     if fmt == Fmt.table and output is None:
-        out.print(cmp.render_rich(comp))
+        for table in cmp.render_rich(comp):
+            out.print(table)
         for n in cmp.footnotes(comp):
             out.print(n, highlight=False)
         return

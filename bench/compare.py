@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -40,8 +42,21 @@ def with_method(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(model=label)
 
 
-def build(results: list[str], baseline: Optional[str] = None) -> Comparison:
+def _keep(values: pd.Series, patterns: Optional[str]) -> pd.Series:
+    """Rows whose value matches one of the comma-separated globs (all rows when none given)."""
+    if not patterns:
+        return pd.Series(True, index=values.index)
+    pats = [p.strip() for p in patterns.split(",") if p.strip()]
+    return values.fillna("").map(lambda v: any(fnmatch.fnmatch(v, p) for p in pats))
+
+
+def build(
+    results: list[str], baseline: Optional[str] = None, task: Optional[str] = None, dataset: Optional[str] = None, metric: Optional[str] = None
+) -> Comparison:
     df = with_method(load_rows(results))
+    df = df[_keep(df.task, task) & (_keep(df.dataset, dataset) | (df.status != "ok")) & (_keep(df.metric, metric) | (df.status != "ok"))]
+    if df.empty:
+        raise BenchError("no rows match the --task/--dataset/--metric filters")
     ok = df[df.status == "ok"]
     failed = df[df.status != "ok"]
     columns = sorted({tuple(r) for r in ok[COL].itertuples(index=False, name=None)})
@@ -133,25 +148,31 @@ def footnotes(comp: Comparison) -> list[str]:
     return out
 
 
-def render_rich(comp: Comparison):
-    """Models as rows; when there are fewer models than metric columns, models become the columns."""
+def render_rich(comp: Comparison) -> list:
+    """One table per task. Entries (models, or model · method) are rows; when a task has fewer
+    entries than metric columns, the entries become the columns instead."""
     from rich.table import Table
 
-    t = Table(title="bench compare", show_lines=False)
-    if len(comp.models) < len(comp.columns):
-        for name in ("task", "dataset/split", "metric"):
-            t.add_column(name, style="bold" if name == "task" else None)
-        for m in comp.models:
-            t.add_column(m, justify="right")
-        for col in comp.columns:
-            t.add_row(col[0], f"{col[1]}/{col[2]}", col[3], *[cell_text(comp.cells.get((m, col)), "rich") for m in comp.models])
-        return t
-    t.add_column("model", style="bold")
-    for col in comp.columns:
-        t.add_column(col_title(col), justify="right")
-    for m in comp.models:
-        t.add_row(m, *[cell_text(comp.cells.get((m, col)), "rich") for col in comp.columns])
-    return t
+    tables = []
+    for task in dict.fromkeys(c[0] for c in comp.columns):
+        cols = [c for c in comp.columns if c[0] == task]
+        rows = [m for m in comp.models if any((m, c) in comp.cells for c in cols)]
+        t = Table(title=f"{task}", title_justify="left", show_lines=False)
+        if len(rows) < len(cols):
+            t.add_column("dataset/split", style="bold")
+            t.add_column("metric")
+            for m in rows:
+                t.add_column(m, justify="right")
+            for col in cols:
+                t.add_row(f"{col[1]}/{col[2]}", col[3], *[cell_text(comp.cells.get((m, col)), "rich") for m in rows])
+        else:
+            t.add_column("model", style="bold")
+            for col in cols:
+                t.add_column(f"{col[1]}/{col[2]}\n{col[3]}", justify="right")
+            for m in rows:
+                t.add_row(m, *[cell_text(comp.cells.get((m, col)), "rich") for col in cols])
+        tables.append(t)
+    return tables
 
 
 def render_markdown(comp: Comparison) -> str:

@@ -66,6 +66,14 @@ def test_compare_best_delta_and_flags(results):
     assert "<table>" in cmp.render_html(comp)
 
 
+def test_compare_filters_and_tables(results):
+    comp = cmp.build([str(results)], metric="FPR*")
+    assert comp.columns == [("u", "d", "val", "FPR95")]
+    assert [t.title for t in cmp.render_rich(cmp.build([str(results)]))] == ["t", "u"]
+    r = CliRunner().invoke(app, ["compare", str(results), "--task", "zz*"])
+    assert r.exit_code == 2 and "no rows match" in r.output
+
+
 def test_compare_baseline_file_and_unknown(results, tmp_path):
     base = tmp_path / "base.parquet"
     write_rows(base, [row("b", "t", "top1", 0.65, task_hash="h2")])
