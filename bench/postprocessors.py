@@ -234,7 +234,8 @@ class ViM(Postprocessor):
         w, b = _f64(head.weight), _f64(head.bias)
         self._w, self._b = w, b
         self._u = -np.linalg.pinv(w) @ b
-        cov = EmpiricalCovariance(assume_centered=True).fit(f - self._u).covariance_
+        # store_precision=False: ViM needs the covariance only, and the precision's pinvh is the slow part
+        cov = EmpiricalCovariance(assume_centered=True, store_precision=False).fit(f - self._u).covariance_
         vals, vecs = np.linalg.eigh(cov)  # symmetric: real, and a residual norm is basis-free
         order = np.argsort(-vals)
         self._ns = np.ascontiguousarray(vecs[:, order[self.dim :]])
