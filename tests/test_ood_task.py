@@ -185,3 +185,15 @@ def test_adding_a_postprocessor_reuses_the_forward_pass(tmp_path, monkeypatch):
     latest = rows[rows.started_at == rows.started_at.max()]
     assert {"energy", "mahalanobis", "vim", "react"} <= set(latest.method)
     assert latest.samples_per_s.isna().all()  # every output came from the cache: no forward pass ran
+
+
+def test_two_settings_of_one_method_need_labels(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(suite_text(postprocessors="[{name: knn, k: 1}, {name: knn, k: 5}]"))
+    with pytest.raises(SuiteError, match="postprocessor 'knn' is listed twice; give each setting its own label"):
+        load_suite(path)
+    r, rows = run(tmp_path, suite_text(postprocessors="[{name: knn, k: 1, label: knn-1}, {name: knn, k: 5, label: knn-5}]"))
+    assert r.exit_code == 0, r.output
+    assert set(rows.method.dropna()) == {"knn-1", "knn-5"}
+    auroc = rows[(rows.metric == "AUROC") & (rows.dataset == "noise")].set_index("method").value
+    assert auroc["knn-1"] != auroc["knn-5"]

@@ -79,11 +79,17 @@ class SweepData(_Strict):
 class PostprocessorSpec(BaseModel):
     model_config = ConfigDict(extra="allow")  # the rest are the method's hyperparameters
     name: str
+    label: Optional[str] = None  # the `method` value in rows (default: name); tells two settings apart
     sweep: dict[str, list[Any]] = {}  # hyperparameter -> candidates, needs the task's sweep_data
 
     @property
     def hparams(self) -> dict:
         return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _default_label(self):
+        self.label = self.label or self.name
+        return self
 
     @model_validator(mode="after")
     def _known(self):
@@ -146,6 +152,10 @@ class OODConfig(TaskConfig):
             raise ValueError("needs dataset (the ID data) or a preset with root")
         if not self.near and not self.far:
             raise ValueError("needs at least one OOD set under near or far")
+        labels = [p.label for p in self.postprocessors]
+        if len(set(labels)) != len(labels):
+            dup = next(lab for lab in labels if labels.count(lab) > 1)
+            raise ValueError(f"postprocessor '{dup}' is listed twice; give each setting its own label")
         names = [s.name for s in self.near + self.far]
         if len(set(names)) != len(names) or {"near", "far"} & set(names):
             raise ValueError(f"OOD set names must be unique and not 'near'/'far': {names}")
@@ -186,12 +196,15 @@ class OODTask(Task):
             self._text = zero_shot_weights(text, len(classes.classes), len(self.cfg.templates))
         return l2_normalize(features.astype(np.float64)) @ self._text.T  # raw cosine similarities
 
-    def _score(self, adapter, spec: PostprocessorSpec, hp: dict, train: Outputs, head, split: ImageSplit, x: Outputs, id_test: ImageSplit) -> np.ndarray:
+    def _scorer(self, adapter, spec: PostprocessorSpec, hp: dict, train: Outputs, head, id_test: ImageSplit):
+        """Fit once on ID train; return split, outputs -> scores (higher = more ID)."""
         if spec.name in MODEL_METHODS:
-            return self.ctx.image_outputs(adapter, split, "odin_scores", **{**MODEL_METHODS[spec.name], **hp}).astype(np.float64)
+            args = {**MODEL_METHODS[spec.name], **hp}
+            return lambda split, x: self.ctx.image_outputs(adapter, split, "odin_scores", **args).astype(np.float64)
+        pp = create_postprocessor(spec.name, **hp).fit(train, head)
         if spec.name == "mcm":
-            x = Outputs(logits=self._mcm_logits(adapter, x.features, id_test))
-        return create_postprocessor(spec.name, **hp).fit(train, head).score(x)
+            return lambda split, x: pp.score(Outputs(logits=self._mcm_logits(adapter, x.features, id_test)))
+        return lambda split, x: pp.score(x)
 
     # ---------------------------------------------------------------- evaluate
     def evaluate(self, adapter) -> TaskResult:
@@ -224,24 +237,25 @@ class OODTask(Task):
             hp, swept = dict(spec.hparams), None
             if spec.sweep:
                 hp, swept = self._sweep(adapter, spec, train, head, need, id_test)
-            s_id = self._score(adapter, spec, hp, train, head, id_test, x_id, id_test)
+            score = self._scorer(adapter, spec, hp, train, head, id_test)
+            s_id = score(id_test, x_id)
             per = {}
             for group, s in sets:
-                s_ood = self._score(adapter, spec, hp, train, head, ood_splits[s.name], x_ood[s.name], id_test)
-                per[s.name] = ood_metrics(s_id, s_ood, what=f"{spec.name} on {s.name}")
+                s_ood = score(ood_splits[s.name], x_ood[s.name])
+                per[s.name] = ood_metrics(s_id, s_ood, what=f"{spec.label} on {s.name}")
                 rows += [
-                    {"metric": m, "value": v, "dataset": s.name, "split": group, "n": len(s_ood), "method": spec.name, "convention": CONVENTION}
+                    {"metric": m, "value": v, "dataset": s.name, "split": group, "n": len(s_ood), "method": spec.label, "convention": CONVENTION}
                     for m, v in per[s.name].items()
                 ]
-                preds.append(pd.DataFrame({"method": spec.name, "set": s.name, "index": np.arange(len(s_ood)), "score": s_ood}))
+                preds.append(pd.DataFrame({"method": spec.label, "set": s.name, "index": np.arange(len(s_ood)), "score": s_ood}))
             groups = {"near": [s.name for s in cfg.near], "far": [s.name for s in cfg.far]}
             for group, means in group_means(per, groups).items():
                 rows += [
-                    {"metric": m, "value": v, "dataset": group, "split": "mean", "n": len(groups[group]), "method": spec.name, "convention": CONVENTION}
+                    {"metric": m, "value": v, "dataset": group, "split": "mean", "n": len(groups[group]), "method": spec.label, "convention": CONVENTION}
                     for m, v in means.items()
                 ]
-            preds.append(pd.DataFrame({"method": spec.name, "set": "id", "index": np.arange(len(s_id)), "score": s_id}))
-            meta["methods"][spec.name] = {"hparams": hp, **({"sweep": swept} if swept else {})}
+            preds.append(pd.DataFrame({"method": spec.label, "set": "id", "index": np.arange(len(s_id)), "score": s_id}))
+            meta["methods"][spec.label] = {"hparams": hp, **({"sweep": swept} if swept else {})}
         return TaskResult(rows=rows, predictions=pd.concat(preds, ignore_index=True), meta=meta)
 
     def _sweep(self, adapter, spec, train, head, need, id_test):
@@ -254,11 +268,8 @@ class OODTask(Task):
         tried = []
         for values in itertools.product(*(spec.sweep[k] for k in keys)):
             hp = {**spec.hparams, **dict(zip(keys, values, strict=True))}
-            auroc = ood_metrics(
-                self._score(adapter, spec, hp, train, head, id_val, x_idv, id_test),
-                self._score(adapter, spec, hp, train, head, ood_val, x_oodv, id_test),
-                what=f"{spec.name} sweep",
-            )["AUROC"]
+            score = self._scorer(adapter, spec, hp, train, head, id_test)
+            auroc = ood_metrics(score(id_val, x_idv), score(ood_val, x_oodv), what=f"{spec.label} sweep")["AUROC"]
             tried.append({"hparams": hp, "val_AUROC": auroc})
         best = max(tried, key=lambda t: t["val_AUROC"])  # first best wins ties: grid order is the user's
         return best["hparams"], tried
