@@ -3,8 +3,11 @@
 from adapters.base import ADAPTERS, CAPABILITIES, Adapter, AdapterArgs, Preprocess, create_adapter, list_adapters, register_adapter
 
 # Importing the modules registers the adapters.
+from adapters import detectors as _detectors  # noqa: E402,F401
 from adapters import open_clip as _open_clip  # noqa: E402,F401
+from adapters import predictions as _predictions  # noqa: E402,F401
 from adapters import python as _python  # noqa: E402,F401
+from adapters import region_clip as _region_clip  # noqa: E402,F401
 from adapters import timm as _timm  # noqa: E402,F401
 
 __all__ = ["ADAPTERS", "CAPABILITIES", "Adapter", "AdapterArgs", "Preprocess", "create_adapter", "list_adapters", "register_adapter"]

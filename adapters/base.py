@@ -80,6 +80,11 @@ class Adapter:
     def capabilities_for(cls, args: AdapterArgs) -> frozenset[str]:
         raise NotImplementedError
 
+    @classmethod
+    def serves(cls, args: AdapterArgs, task) -> "bool | str":
+        """True, or the reason this model has nothing for `task` (a predictions file per task, say)."""
+        return True
+
     def __init__(self, args: AdapterArgs, device: str = "cpu", precision: str = "fp32", seed: int = 0):
         self.args = args
         self.device = torch.device(device)
@@ -128,6 +133,12 @@ class Adapter:
         raise NotImplementedError
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def detections(self, images: list, image_ids: list, vocabulary: list[str], novel: Optional[list[bool]] = None) -> list[dict]:
+        """Detect objects in full-size uint8 CHW images, one dict per image with numpy arrays:
+        boxes [n, 4] xyxy in input pixels, scores [n], labels [n] (indices into `vocabulary`), and
+        optionally masks: a list of n COCO RLE dicts. `novel` marks open-vocabulary classes."""
         raise NotImplementedError
 
     def linear_head(self):

@@ -1,4 +1,4 @@
-"""Content-addressed cache of per-sample model outputs (features, logits, scores) as .npy files.
+"""Content-addressed cache of per-sample model outputs: arrays (features, logits) as .npy, detections as .json.
 
 The key covers what determines the numbers: the resolved model config, its checkpoint sha256,
 preprocessing, precision, library versions, the capability and its arguments, and the exact list
@@ -7,6 +7,7 @@ of input files. It never covers devices or batch sizes, so any run on the same i
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -35,14 +36,29 @@ class OutputCache:
             return None
 
     def put(self, key: str, value: np.ndarray) -> None:
+        if self.enabled:
+            self._write(self.path(key), lambda f: np.save(f, value, allow_pickle=False))
+
+    # variable-length outputs (detections: boxes, scores, labels, RLE masks per image) as JSON
+    def get_json(self, key: str):
         if not self.enabled:
-            return
-        p = self.path(key)
+            return None
+        try:
+            return json.loads(self.path(key).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put_json(self, key: str, value) -> None:
+        if self.enabled:
+            self._write(self.path(key).with_suffix(".json"), lambda f: f.write(json.dumps(value).encode()))
+
+    @staticmethod
+    def _write(p: Path, write) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, value, allow_pickle=False)
+                write(f)
             os.replace(tmp, p)
         finally:
             if os.path.exists(tmp):

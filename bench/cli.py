@@ -88,8 +88,12 @@ def run(
         for j in plan.jobs:
             t.add_row(j.model.name, j.task.name, j.task.type, j.job_hash, "done (skip)" if not force and runner.existing_rows(j) else "to run")
         out.print(t)
+        # one line per (model, reason): a detector lacks the same thing for every classification task
+        grouped: dict = {}
         for sk in plan.skipped:
-            out.print(f"skipped: {sk.model} × {sk.task}: {sk.reason}")
+            grouped.setdefault((sk.model, sk.reason), []).append(sk.task)
+        for (model, reason), tasks in grouped.items():
+            out.print(f"skipped: {model} × {', '.join(tasks)}: {reason}")
         return
     try:
         summary = runner.run(settings.device)
@@ -105,11 +109,14 @@ def _print_summary(summary):
     for c in ("model", "task", "status", "metrics", "wall s", "samples/s"):
         t.add_column(c, justify="right" if c in ("wall s", "samples/s") else "left")
     for o in summary.outcomes:
-        plain = [r for r in o.rows if not r.get("method")]
+        plain = [r for r in o.rows if not r.get("method") and r["metric"].count("/") < 2]
+        per_cat = sum(r["metric"].count("/") >= 2 for r in o.rows)
         methods = {r["method"] for r in o.rows if r.get("method")}
         metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in plain) if o.rows else (o.error if o.status == "failed" else "")
         if methods:
-            metrics += f"{', ' if plain else ''}{len(o.rows) - len(plain)} rows over {len(methods)} methods"
+            metrics += f"{', ' if plain else ''}{len(o.rows) - len(plain) - per_cat} rows over {len(methods)} methods"
+        if per_cat:
+            metrics += f", {per_cat} per-category APs"
         sps = next((r.get("samples_per_s") for r in o.rows), None)
         style = {"ok": "green", "failed": "red", "skipped": "dim"}[o.status]
         t.add_row(

@@ -54,14 +54,22 @@ def build(
     results: list[str], baseline: Optional[str] = None, task: Optional[str] = None, dataset: Optional[str] = None, metric: Optional[str] = None
 ) -> Comparison:
     df = with_method(load_rows(results))
+    hidden = 0
+    if not metric:  # per-category rows (bbox/AP/<category>) would swamp the table; --metric shows them
+        per_cat = df.metric.fillna("").str.count("/") >= 2
+        hidden, df = int(per_cat.sum()), df[~per_cat]
     df = df[_keep(df.task, task) & (_keep(df.dataset, dataset) | (df.status != "ok")) & (_keep(df.metric, metric) | (df.status != "ok"))]
     if df.empty:
         raise BenchError("no rows match the --task/--dataset/--metric filters")
     ok = df[df.status == "ok"]
     failed = df[df.status != "ok"]
-    columns = sorted({tuple(r) for r in ok[COL].itertuples(index=False, name=None)})
+    # metrics keep the order the task wrote them (pycocotools' 12-stat order, say); tasks sort by name
+    first = {m: i for i, m in reversed(list(enumerate(ok.metric)))}
+    columns = sorted({tuple(r) for r in ok[COL].itertuples(index=False, name=None)}, key=lambda c: (c[0], c[1], c[2], first[c[3]]))
     models = list(dict.fromkeys(df.model))
     comp = Comparison(columns=columns, models=models, baseline=baseline)
+    if hidden:
+        comp.notes.append(f"{hidden} per-category rows hidden (--metric 'bbox/AP/*' shows them)")
 
     for r in ok.itertuples(index=False):
         comp.cells[(r.model, (r.task, r.dataset, r.split, r.metric))] = Cell(value=float(r.value), task_hash=r.task_hash)

@@ -55,6 +55,18 @@ def _in_matrix(suite: Suite, model: str, task: str) -> bool:
     return not hit(m.exclude)
 
 
+def missing_capabilities(need, caps: frozenset) -> frozenset:
+    """What a model lacks for a task; `need` is one set, or a tuple of alternative sets (any one suffices)."""
+    options = need if isinstance(need, tuple) else (need,)
+    lacks = [frozenset(o) - caps for o in options]
+    return frozenset() if any(not m for m in lacks) else min(lacks, key=len)
+
+
+def need_text(need) -> str:
+    options = need if isinstance(need, tuple) else (need,)
+    return " or ".join(", ".join(sorted(o)) for o in options)
+
+
 def expand(suite: Suite, settings: Defaults | None = None) -> Plan:
     """All runnable (model, task) pairs; raises SuiteError for pairs that cannot be honoured."""
     from adapters import ADAPTERS
@@ -74,9 +86,10 @@ def expand(suite: Suite, settings: Defaults | None = None) -> Plan:
         for model in suite.models:
             if explicit and model.name not in task.models:
                 continue
-            missing = need - caps[model.name]
-            if missing:
-                reason = f"model lacks {', '.join(sorted(missing))}"
+            missing = missing_capabilities(need, caps[model.name])
+            serves = ADAPTERS.get(model.adapter).serves(model, task)
+            if missing or serves is not True:
+                reason = f"model lacks {', '.join(sorted(missing))}" if missing else serves
                 if explicit:
                     problems.append(f"{suite.where('tasks', ti, 'models')}: model '{model.name}' cannot run task '{task.name}': {reason}")
                 else:
@@ -100,7 +113,7 @@ def expand(suite: Suite, settings: Defaults | None = None) -> Plan:
             )
         if runnable == 0 and not problems:
             why = "; ".join(f"{s.model}: {s.reason}" for s in skipped if s.task == task.name) or "no model selected"
-            problems.append(f"{suite.where('tasks', ti)}: no model can run task '{task.name}' (needs {', '.join(sorted(need))}; {why})")
+            problems.append(f"{suite.where('tasks', ti)}: no model can run task '{task.name}' (needs {need_text(need)}; {why})")
     if problems:
         raise SuiteError(problems)
     return Plan(jobs, skipped)

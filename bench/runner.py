@@ -26,6 +26,7 @@ from bench.results import environment, job_rows_ok, load_rows, write_frame, writ
 from bench.suite import Suite
 
 AUTO_BATCH = {"cpu": 64, "cuda": 256}
+AUTO_DET_BATCH = {"cpu": 2, "cuda": 8}  # full-size images through a detector
 PAIR = frozenset({"image_features", "image_logits"})
 
 
@@ -58,6 +59,11 @@ class RunSummary:
     @property
     def failed(self) -> list[JobOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
+
+
+def _as_lists(batch):
+    """Detection batches stay lists: images keep their own sizes."""
+    return [b[0] for b in batch], [b[1] for b in batch]
 
 
 class Runner:
@@ -102,7 +108,7 @@ class Runner:
             self._adapter_key = key
         return self._adapter
 
-    def _output_key(self, adapter, split, capability: str, kwargs: dict) -> str:
+    def _output_key(self, adapter, split, capability: str, kwargs: dict, inputs=None) -> str:
         from bench.results import environment
 
         env = environment()
@@ -115,7 +121,7 @@ class Runner:
                 "pre": adapter.preprocess.as_dict(),
                 "cap": capability,
                 "kw": kwargs,
-                "inputs": split.paths,
+                "inputs": split.paths if inputs is None else inputs,
                 "lib": [env["torch"], env["timm"], env["open_clip"]],
                 "v": PROTOCOL_VERSION,
             }
@@ -171,6 +177,41 @@ class Runner:
             self.cache.put(k, v)
         return results[key]
 
+    def detections(self, adapter, split, image_ids: list, **kwargs) -> list[dict]:
+        """Per-image detections (JSON-ready lists) for the given images of a DetectionSplit, cached like image_outputs."""
+        from torch.utils.data import DataLoader
+        from torchvision.transforms import PILToTensor
+
+        from bench.data.images import ImageDataset, ImageSplit
+
+        key = self._output_key(adapter, split, "detections", kwargs, inputs=[split.annotations, split.image_root, list(image_ids)])
+        if key in self._memo:
+            return self._memo[key]
+        cached = self.cache.get_json(key)
+        if cached is not None:
+            self._memo[key] = cached
+            return cached
+        s = self.job.settings
+        bs = s.batch_size if s.batch_size != "auto" else AUTO_DET_BATCH[adapter.device.type]
+        paths = [split.image_path(i) for i in image_ids]
+        ds = ImageDataset(ImageSplit(split.name, paths, np.zeros(len(paths), np.int64), [], []), PILToTensor())
+        loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, shuffle=False, collate_fn=_as_lists)
+        bar = self._progress.add_task(f"  {split.name} · detections", total=len(ds)) if self._progress else None
+        out: list = [None] * len(ds)
+        t0 = time.perf_counter()
+        for images, idx in loader:
+            for i, d in zip(idx, adapter.detections(images, [image_ids[i] for i in idx], **kwargs)):
+                out[i] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+            if bar is not None:
+                self._progress.advance(bar, len(images))
+        self.forward_s += time.perf_counter() - t0
+        self.samples += len(ds)
+        if bar is not None:
+            self._progress.remove_task(bar)
+        self._memo[key] = out
+        self.cache.put_json(key, out)
+        return out
+
     # ---------------------------------------------------------------- one job
     def run_job(self, job: Job, device: str) -> JobOutcome:
         from bench.tasks import TASKS, TaskContext
@@ -195,7 +236,7 @@ class Runner:
         }
         try:
             adapter = self._get_adapter(job, device)
-            ctx = TaskContext(seed=s.seed, limit=s.limit, image_outputs=self.image_outputs)
+            ctx = TaskContext(seed=s.seed, limit=s.limit, image_outputs=self.image_outputs, detections=self.detections)
             result = TASKS.get(job.task.type)(job.task, ctx).evaluate(adapter)
             wall = time.perf_counter() - t0
             meta = json.dumps({**adapter.metadata(), **result.meta}, default=str, sort_keys=True)

@@ -10,10 +10,9 @@ from bench.jobs import expand
 from bench.suite import load_suite
 
 HERE = Path(__file__).parent
+
+
 # Parts of the ARCHITECTURE example that later issues register (issue 4: detection, predictions).
-NOT_YET = {"adapter": {"predictions"}, "type": {"detection"}}
-
-
 def problems(path, **kw) -> list[str]:
     with pytest.raises(SuiteError) as e:
         s = load_suite(path, **kw)
@@ -25,9 +24,11 @@ def test_architecture_example_validates(tmp_path, monkeypatch):
     import yaml
 
     data = yaml.safe_load((HERE / "data" / "architecture_example.yaml").read_text())
-    data["models"] = [m for m in data["models"] if m["adapter"] not in NOT_YET["adapter"]]
-    data["tasks"] = [t for t in data["tasks"] if t["type"] not in NOT_YET["type"]]
     (tmp_path / "ckpts").mkdir()
+    (tmp_path / "dets").mkdir()
+    (tmp_path / "dets" / "dino_val2017_bbox.json").write_text("[]")
+    (tmp_path / "data" / "coco" / "annotations").mkdir(parents=True)
+    (tmp_path / "data" / "coco" / "annotations" / "instances_val2017.json").write_text("{}")
     (tmp_path / "ckpts" / "resnet50.safetensors").write_bytes(b"")
     (tmp_path / "data" / "imagenet" / "val").mkdir(parents=True)
     monkeypatch.setenv("DATA_ROOT", str(tmp_path / "data"))
@@ -35,12 +36,13 @@ def test_architecture_example_validates(tmp_path, monkeypatch):
     path = tmp_path / "example.yaml"
     path.write_text(yaml.safe_dump(data))
     suite = load_suite(path)
-    assert [m.name for m in suite.models] == ["resnet50", "clip-b32"]
+    assert [m.name for m in suite.models] == ["resnet50", "clip-b32", "mmdet-dino"]
+    assert suite.tasks[1].dataset.images == str(tmp_path / "data" / "coco" / "val2017")
     assert suite.models[0].checkpoint == str(tmp_path / "ckpts" / "resnet50.safetensors")
     assert suite.tasks[0].dataset.root == str(tmp_path / "data" / "imagenet")
     assert suite.defaults.precision == "bf16" and suite.defaults.batch_size == "auto"
     plan = expand(suite)
-    assert {(j.model.name, j.task.name) for j in plan.jobs} == {("resnet50", "imagenet-knn"), ("clip-b32", "imagenet-knn")}
+    assert {(j.model.name, j.task.name) for j in plan.jobs} == {("resnet50", "imagenet-knn"), ("clip-b32", "imagenet-knn"), ("mmdet-dino", "coco")}
 
 
 def test_smoke_suite_validates():
@@ -49,8 +51,14 @@ def test_smoke_suite_validates():
     protocols = {j.task.protocol for j in plan.jobs if j.task.type == "classification"}
     assert protocols == {"head", "linear_probe", "knn", "zero_shot"}
     assert {j.task.name for j in plan.jobs if j.task.type == "ood"} == {"digits-ood", "digits-ood-mcm"}
-    # clip has no head and no ODIN/linear head; the others have no text tower (zero-shot, MCM)
-    assert len(plan.skipped) == 8
+    det = {(j.model.name, j.task.name) for j in plan.jobs if j.task.type in ("detection", "lvis", "ovd_coco")}
+    assert det == {(m, t) for m in ("shapes-dets", "maskrcnn-r18") for t in ("shapes-det", "shapes-lvis")} | {
+        ("shapes-dets", "shapes-ovd"),
+        ("clip-regions", "shapes-ovd"),
+    }
+    # clip has no head and no ODIN/linear head; the others have no text tower (zero-shot, MCM);
+    # the three detection models have no image features/logits for the 6 classification/OOD tasks
+    assert len(plan.skipped) == 8 + 3 * 6
 
 
 GOOD = """\

@@ -31,6 +31,8 @@ class TaskContext:
     limit: Optional[int] = None
     # (adapter, split, capability) -> numpy array [N, ...]; batched, cached and shown by the runner
     image_outputs: Callable[..., Any] = None
+    # (adapter, DetectionSplit, image_ids, vocabulary=, novel=) -> per-image dicts of boxes/scores/labels[/masks]
+    detections: Callable[..., Any] = None
 
 
 @dataclass
