@@ -148,7 +148,7 @@ class Runner:
         both = capability in PAIR and PAIR <= adapter.capabilities and hasattr(adapter, "features_and_logits")
         fn = adapter.features_and_logits if both else getattr(adapter, capability)
         s = self.job.settings
-        bs = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
+        bs = self.batch_used = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
         pre = adapter.preprocess
         ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
         loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
@@ -192,7 +192,7 @@ class Runner:
             self._memo[key] = cached
             return cached
         s = self.job.settings
-        bs = s.batch_size if s.batch_size != "auto" else AUTO_DET_BATCH[adapter.device.type]
+        bs = self.batch_used = s.batch_size if s.batch_size != "auto" else AUTO_DET_BATCH[adapter.device.type]
         paths = [split.image_path(i) for i in image_ids]
         ds = ImageDataset(ImageSplit(split.name, paths, np.zeros(len(paths), np.int64), [], []), PILToTensor())
         loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, shuffle=False, collate_fn=_as_lists)
@@ -216,7 +216,7 @@ class Runner:
     def run_job(self, job: Job, device: str) -> JobOutcome:
         from bench.tasks import TASKS, TaskContext
 
-        self.job, self.samples, self.forward_s = job, 0, 0.0
+        self.job, self.samples, self.forward_s, self.batch_used = job, 0, 0.0, None
         started = dt.datetime.now(dt.timezone.utc)
         t0 = time.perf_counter()
         s = job.settings
@@ -242,7 +242,16 @@ class Runner:
             meta = json.dumps({**adapter.metadata(), **result.meta}, default=str, sort_keys=True)
             sps = self.samples / self.forward_s if self.forward_s > 0 else None
             rows = [
-                {**base, "status": "ok", **r, "checkpoint_sha256": adapter.checkpoint_sha256, "wall_s": wall, "samples_per_s": sps, "meta": meta}
+                {
+                    **base,
+                    "status": "ok",
+                    **r,
+                    "batch_size": self.batch_used or base["batch_size"],  # what the forward passes used (detectors: fewer images)
+                    "checkpoint_sha256": adapter.checkpoint_sha256,
+                    "wall_s": wall,
+                    "samples_per_s": sps,
+                    "meta": meta,
+                }
                 for r in result.rows
             ]
             if not result.predictions.empty:

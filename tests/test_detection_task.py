@@ -156,14 +156,14 @@ def test_detector_adapter_runs_caches_and_checks_classes(shapes, tmp_path):
     assert again.samples_per_s.isna().all()
     pd.testing.assert_series_equal(rows.set_index("metric").value, again.set_index("metric").value)
     # a detector trained for another label set is refused with both counts
-    r3 = run(write_suite(tmp_path, det.format(k=5), coco_task(root, iou="[bbox]")), tmp_path / "res3")
+    assert run(write_suite(tmp_path, det.format(k=5), coco_task(root, iou="[bbox]")), tmp_path / "res3").exit_code == 1
     assert "detects 5 classes but the dataset has 8" in rows_of(tmp_path / "res3").error.iloc[0]
 
 
 def test_segm_needs_masks(shapes, tmp_path):
     root, _, _ = shapes["coco"]
     det = "  - name: retina\n    adapter: torchvision_detector\n    arch: retinanet\n    backbone: resnet10t\n    num_classes: 8\n    min_size: 64\n    max_size: 96\n    score_thresh: 0.0\n"
-    r = run(write_suite(tmp_path, det, coco_task(root, iou="[segm]")), tmp_path / "res")
+    assert run(write_suite(tmp_path, det, coco_task(root, iou="[segm]")), tmp_path / "res").exit_code == 1
     assert "gives no masks" in rows_of(tmp_path / "res").error.iloc[0]
 
 

@@ -218,3 +218,29 @@ def test_cli_validate_prints_every_problem(make_suite):
     lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 2, r.output
     assert all(str(p) in ln for ln in lines)
+
+
+@pytest.mark.parametrize("name", ["detection", "ovd"])
+def test_real_data_suites_validate(tmp_path, monkeypatch, name):
+    """The shipped suites point at real COCO/LVIS layouts; with those files present they expand."""
+    files = [
+        "data/coco/annotations/instances_val2017.json",
+        "data/coco/annotations/instances_val2017_all_2.json",
+        "data/lvis/lvis_v1_val.json",
+        "data/proposals/coco_val2017_proposals.json",
+        "data/proposals/lvis_v1_val_proposals.json",
+        "ckpts/maskrcnn_convnext_tiny_fpn_coco.safetensors",
+        "ckpts/retinanet_r50_fpn_coco.safetensors",
+        "res/internimage_t_coco.bbox.json",
+        "res/internimage_t_coco.segm.json",
+        "res/d2_mask_rcnn_lvis_v1_val.json",
+        "res/fvlm_r50_coco_ovd.json",
+        "res/fvlm_r50_lvis.json",
+    ]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("{}")
+    for var, sub in (("DATA_ROOT", "data"), ("CKPT_ROOT", "ckpts"), ("RESULTS_ROOT", "res")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    plan = expand(load_suite(HERE.parent / "suites" / f"{name}.yaml"))
+    assert plan.jobs and all(j.task.type in ("detection", "lvis", "ovd_coco") for j in plan.jobs)

@@ -162,6 +162,10 @@ class LvisTask(DetectionTask):
     lvis = True
     cap = M.LVIS_MAX_DETS
 
+    def vocabulary(self, split):
+        # LVIS open-vocabulary protocol (ViLD, F-VLM): the rare categories are the novel ones
+        return split.class_names, [c["frequency"] == "r" for c in split.categories]
+
     def numbers(self, ev, split):
         return M.lvis_stats(ev)
 
