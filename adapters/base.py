@@ -28,6 +28,7 @@ CAPABILITIES = (
     "text_features_pair",
     "video_features",
     "predictions",
+    "text_pair_logits",  # a sequence classifier fine-tuned per task: pair_logits(task, a, b) -> ([n, C], id2label)
     "linear_head",  # the classifier is one nn.Linear on image_features: linear_head() -> (W, b)
     "input_gradients",  # logits are differentiable in the input (ODIN): logits_with_grad(x)
 )

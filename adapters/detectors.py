@@ -71,7 +71,8 @@ def build_detector(args: DetectorArgs) -> tuple[nn.Module, tuple, tuple]:
     mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
     backbone = TimmFPN(body, "pool" if rcnn else "p6p7")
     common = dict(min_size=args.min_size, max_size=args.max_size, image_mean=list(mean), image_std=list(std))
-    k = args.num_classes + 1  # index 0 is background (R-CNNs) or unused (sigmoid heads): labels are 1..K
+    # softmax R-CNN heads reserve index 0 for background (labels 1..K); sigmoid heads have none (labels 0..K-1)
+    k = args.num_classes + 1 if rcnn else args.num_classes
     if args.arch == "fasterrcnn":
         m = D.FasterRCNN(
             backbone, k, box_score_thresh=args.score_thresh, box_nms_thresh=args.nms_thresh, box_detections_per_img=args.detections_per_img, **common
@@ -127,7 +128,8 @@ class DetectorAdapter(Adapter):
         res = []
         for o in outs:
             boxes = self.check_finite(o["boxes"].float(), "detections", self.args.name)
-            r = {"boxes": boxes.cpu().numpy(), "scores": o["scores"].float().cpu().numpy(), "labels": o["labels"].cpu().numpy() - 1}
+            offset = 1 if self.args.arch in ("fasterrcnn", "maskrcnn") else 0
+            r = {"boxes": boxes.cpu().numpy(), "scores": o["scores"].float().cpu().numpy(), "labels": o["labels"].cpu().numpy() - offset}
             if "masks" in o:
                 r["masks"] = masks_to_rle(o["masks"], self.args.mask_thresh)
             res.append(r)

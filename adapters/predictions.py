@@ -6,6 +6,8 @@ benchmark's official results format (a COCO/LVIS results JSON for detection) and
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, Literal, Union
 
 from adapters.base import Adapter, AdapterArgs, register_adapter
@@ -15,7 +17,16 @@ from bench.suite import ExistingPath
 
 class PredictionsArgs(AdapterArgs):
     adapter: Literal["predictions"] = "predictions"
-    path: Union[ExistingPath, dict[str, ExistingPath]]  # one file, or {task name: file}
+    path: Union[ExistingPath, dict[str, ExistingPath]]  # one file or folder, or {task name: file or folder}
+
+
+def sha256_path(path: str) -> str:
+    """A file's sha256, or for a folder of submission files the sha256 of its sorted (name, sha256) list."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(path)
+    listing = "\n".join(f"{f.relative_to(p)} {sha256_file(str(f))}" for f in sorted(p.rglob("*")) if f.is_file())
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 @register_adapter
@@ -37,7 +48,7 @@ class PredictionsAdapter(Adapter):
 
     def predictions_file(self, task_name: str) -> str:
         path = self.args.path if isinstance(self.args.path, str) else self.args.path[task_name]
-        self.checkpoint_sha256 = sha256_file(path)  # provenance: which file was scored
+        self.checkpoint_sha256 = sha256_path(path)  # provenance: which file(s) were scored
         return path
 
     def metadata(self) -> dict[str, Any]:

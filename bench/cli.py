@@ -265,6 +265,28 @@ def check(
     out.print(f"[green]PASS[/]: {len(verdicts)} baseline metrics within tolerance")
 
 
+export_app = typer.Typer(help="Write challenge and leaderboard submission files from a run's predictions.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("superglue")
+def export_superglue(
+    results: Path = typer.Argument(..., help="A run folder (results/<suite>/<run-id>) or a suite's results folder."),
+    out_dir: Path = typer.Option(Path("submissions/superglue"), "--out", "-o", help="Where the jsonl files and the zip go."),
+    model: Optional[str] = typer.Option(None, help="Only this model (default: every model with a superglue job)."),
+):
+    """SuperGLUE test-split files (BoolQ.jsonl … AX-g.jsonl, idx + label as the leaderboard expects), zipped per model."""
+    from bench.export import export_superglue as export
+
+    try:
+        written = export(results, out_dir, model)
+    except BenchError as e:
+        _fail(e, 1)
+    for z, missing in written:
+        note = f" [yellow]({missing} test items have no prediction)[/]" if missing else ""
+        out.print(f"wrote {z}{note}")
+
+
 def _tolerances(suite: Optional[Path], results: list[Path]) -> dict[str, float]:
     if suite:
         from bench.suite import load_suite

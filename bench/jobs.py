@@ -89,7 +89,10 @@ def expand(suite: Suite, settings: Defaults | None = None) -> Plan:
             missing = missing_capabilities(need, caps[model.name])
             serves = ADAPTERS.get(model.adapter).serves(model, task)
             if missing or serves is not True:
-                reason = f"model lacks {', '.join(sorted(missing))}" if missing else serves
+                if missing and isinstance(need, tuple):
+                    reason = f"model offers none of {need_text(need).replace(' or ', ' | ')}"
+                else:
+                    reason = f"model lacks {', '.join(sorted(missing))}" if missing else serves
                 if explicit:
                     problems.append(f"{suite.where('tasks', ti, 'models')}: model '{model.name}' cannot run task '{task.name}': {reason}")
                 else:

@@ -257,6 +257,8 @@ class Runner:
             if not result.predictions.empty:
                 write_frame(self.run_dir / "predictions" / f"{job.job_hash}.parquet", result.predictions)
             write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", rows)
+            for w in result.meta.get("warnings", []):  # counted, never silent: e.g. missing predictions
+                self.console.print(f"[yellow]warning[/] {job.key}: {w}")
             return JobOutcome(job, "ok", rows=rows, wall_s=wall)
         except Exception as e:  # any failure fails this job only
             msg = one_line(e)

@@ -49,7 +49,14 @@ def make(n_img: int, dets_per_img: int, n_cat: int, lvis: bool, seed: int = 0):
                 dets.append({"image_id": iid, "category_id": c, "bbox": [x + j[0], y + j[1], abs(w + j[2]), abs(h + j[3])], "score": float(rng.random())})
         while len(dets) < (i + 1) * dets_per_img:
             w, h = rng.uniform(4, 200, 2)
-            dets.append({"image_id": iid, "category_id": int(rng.integers(1, n_cat + 1)), "bbox": [float(rng.uniform(0, W - w)), float(rng.uniform(0, H - h)), float(w), float(h)], "score": float(rng.random())})
+            dets.append(
+                {
+                    "image_id": iid,
+                    "category_id": int(rng.integers(1, n_cat + 1)),
+                    "bbox": [float(rng.uniform(0, W - w)), float(rng.uniform(0, H - h)), float(w), float(h)],
+                    "score": float(rng.random()),
+                }
+            )
         img = {"id": iid, "width": W, "height": H}
         if lvis:
             img["neg_category_ids"] = [c for c in range(1, n_cat + 1) if c not in present and rng.random() < 0.3]
@@ -153,15 +160,30 @@ def main():
         gt, dets = make(n_coco, 100, 80, lvis=False)
         path = os.path.join(tmp, "coco.json")
         Path(path).write_text(json.dumps(gt))
-        t = compare(f"COCO bbox: {n_coco} images x 100 detections ({len(dets)} detections, {len(gt['annotations'])} GT)", [("bench", bench_coco), ("faster-coco-eval", fce), ("pycocotools", pycoco)], gt, dets, path)
-        print(f"  bench / faster-coco-eval = {t['bench'] / t['faster-coco-eval']:.2f}x (target <= 1.2)   pycocotools / bench = {t['pycocotools'] / t['bench']:.1f}x (target >= 4)")
+        t = compare(
+            f"COCO bbox: {n_coco} images x 100 detections ({len(dets)} detections, {len(gt['annotations'])} GT)",
+            [("bench", bench_coco), ("faster-coco-eval", fce), ("pycocotools", pycoco)],
+            gt,
+            dets,
+            path,
+        )
+        print(
+            f"  bench / faster-coco-eval = {t['bench'] / t['faster-coco-eval']:.2f}x (target <= 1.2)   pycocotools / bench = {t['pycocotools'] / t['bench']:.1f}x (target >= 4)"
+        )
 
         gt, dets = make(n_lvis, 100, 300, lvis=True, seed=1)
         path = os.path.join(tmp, "lvis.json")
         Path(path).write_text(json.dumps(gt))
         # faster-coco-eval's stats array has a different layout: compare AP/AP50 only for it
         same = lambda name, s, ref: np.allclose(s[:2], ref[:2], atol=1e-12, rtol=0) if name == "faster-coco-eval" else np.allclose(s, ref, atol=1e-12, rtol=0)  # noqa: E731
-        t = compare(f"LVIS bbox: {n_lvis} images x 100 detections", [("bench", bench_lvis), ("faster-coco-eval", fce_lvis), ("lvis 0.5.3", lvis_pkg)], gt, dets, path, same)
+        t = compare(
+            f"LVIS bbox: {n_lvis} images x 100 detections",
+            [("bench", bench_lvis), ("faster-coco-eval", fce_lvis), ("lvis 0.5.3", lvis_pkg)],
+            gt,
+            dets,
+            path,
+            same,
+        )
         print(f"  bench / faster-coco-eval = {t['bench'] / t['faster-coco-eval']:.2f}x   lvis / bench = {t['lvis 0.5.3'] / t['bench']:.1f}x")
 
 

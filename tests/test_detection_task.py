@@ -221,3 +221,33 @@ def test_region_clip_fvlm_fusion_and_crops(shapes, tmp_path):
     # the real region classifier gives a distribution over the vocabulary per box
     real = RegionClipAdapter(args).region_scores(torch.randint(0, 255, (3, 48, 48), dtype=torch.uint8), np.array([[0, 0, 20, 20.0]]), ["a", "b", "c"])
     assert real.shape == (1, 3) and abs(float(real.sum()) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["fasterrcnn", "retinanet", "fcos", "maskrcnn"])
+def test_every_detector_arch_builds_on_a_timm_backbone_and_reloads_its_checkpoint(tmp_path, arch):
+    from safetensors.torch import save_file
+
+    from adapters.checkpoint import sha256_file
+    from adapters.detectors import DetectorAdapter, DetectorArgs
+
+    args = dict(name="d", arch=arch, backbone="resnet10t", num_classes=3, min_size=64, max_size=64, score_thresh=0.0, detections_per_img=20)
+    a = DetectorAdapter(DetectorArgs(**args), seed=1)
+    imgs = [torch.randint(0, 255, (3, 64, 80), dtype=torch.uint8)]
+    out = a.detections(imgs, [1], ["a", "b", "c"])[0]
+    assert out["boxes"].shape[1] == 4 and len(out["boxes"]) <= 20 and set(out["labels"]) <= {0, 1, 2}
+    assert (out["boxes"][:, 2] <= 80 + 1e-3).all() and (out["boxes"][:, 3] <= 64 + 1e-3).all()  # in input pixels
+    assert ("masks" in out) == (arch == "maskrcnn")
+    # a whole-detector safetensors checkpoint loads (seed 2 would otherwise give other weights) and reproduces the outputs
+    ck = tmp_path / "det.safetensors"
+    save_file({k: v.contiguous() for k, v in a.model.state_dict().items()}, ck)
+    b = DetectorAdapter(DetectorArgs(**args, checkpoint=str(ck), sha256=sha256_file(str(ck))), seed=2)
+    np.testing.assert_allclose(b.detections(imgs, [1], ["a", "b", "c"])[0]["scores"], out["scores"], rtol=1e-5)
+
+
+def test_region_clip_takes_boxes_from_a_detector(shapes):
+    from adapters.region_clip import RegionClipAdapter, RegionClipArgs
+
+    det = {"arch": "fcos", "backbone": "resnet10t", "num_classes": 2, "min_size": 64, "max_size": 96, "score_thresh": 0.0, "detections_per_img": 5}
+    a = RegionClipAdapter(RegionClipArgs(name="rc", arch="ViT-S-32", image_size=32, detector=det, detections_per_img=7, fusion={"base": 0.3, "novel": 0.7}))
+    out = a.detections([torch.randint(0, 255, (3, 96, 96), dtype=torch.uint8)], [1], ["red square", "green circle", "blue triangle"], novel=[False, False, True])[0]
+    assert len(out["scores"]) == 7 and set(out["labels"]) <= {0, 1, 2} and (np.diff(out["scores"]) <= 0).all()

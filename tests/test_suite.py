@@ -57,8 +57,10 @@ def test_smoke_suite_validates():
         ("clip-regions", "shapes-ovd"),
     }
     # clip has no head and no ODIN/linear head; the others have no text tower (zero-shot, MCM);
-    # the three detection models have no image features/logits for the 6 classification/OOD tasks
-    assert len(plan.skipped) == 8 + 3 * 6
+    # the three detection models have no image features/logits for the 6 classification/OOD tasks,
+    # nor has MiniLM (a text encoder)
+    assert len(plan.skipped) == 8 + 4 * 6
+    assert [(j.model.name, j.task.name) for j in plan.jobs if j.task.type == "superglue"] == [("minilm", "superglue-tiny")]
 
 
 GOOD = """\
@@ -220,7 +222,7 @@ def test_cli_validate_prints_every_problem(make_suite):
     assert all(str(p) in ln for ln in lines)
 
 
-@pytest.mark.parametrize("name", ["detection", "ovd"])
+@pytest.mark.parametrize("name", ["detection", "ovd", "superglue"])
 def test_real_data_suites_validate(tmp_path, monkeypatch, name):
     """The shipped suites point at real COCO/LVIS layouts; with those files present they expand."""
     files = [
@@ -236,6 +238,8 @@ def test_real_data_suites_validate(tmp_path, monkeypatch, name):
         "res/d2_mask_rcnn_lvis_v1_val.json",
         "res/fvlm_r50_coco_ovd.json",
         "res/fvlm_r50_lvis.json",
+        "res/superglue/BoolQ_val.jsonl",
+        "data/superglue/BoolQ/val.jsonl",
     ]
     for f in files:
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
@@ -243,4 +247,4 @@ def test_real_data_suites_validate(tmp_path, monkeypatch, name):
     for var, sub in (("DATA_ROOT", "data"), ("CKPT_ROOT", "ckpts"), ("RESULTS_ROOT", "res")):
         monkeypatch.setenv(var, str(tmp_path / sub))
     plan = expand(load_suite(HERE.parent / "suites" / f"{name}.yaml"))
-    assert plan.jobs and all(j.task.type in ("detection", "lvis", "ovd_coco") for j in plan.jobs)
+    assert plan.jobs and all(j.task.type in ("detection", "lvis", "ovd_coco", "superglue") for j in plan.jobs)

@@ -129,6 +129,7 @@ class DetectionTask(Task):
         if over:
             # the scorer keeps its own top-k (per image and category for COCO, per image for LVIS)
             meta["images_over_max_dets"] = over
+            meta["warnings"] = [f"{over} images have more than {self.cap} detections; scored as the official scorer does (its top {self.cap})"]
         meta["detections"] = len(preds)
         name = dataset_name(cfg.dataset)
         for r in rows:

@@ -1,0 +1,337 @@
+"""SuperGLUE: the 8 scored tasks and the two diagnostics, with the leaderboard's metrics and score.
+
+Protocols, picked from what the model offers (or forced with `protocol:`):
+- `predictions`: submission-format files from any method, scored on val;
+- `classifier`: sequence-classification checkpoints fine-tuned per task (`text_pair_logits`);
+- `loglik`: a language model ranks verbalised choices by log-likelihood, zero- or few-shot
+  (`text_choice_logprobs`), with per-task prompts from the suite;
+- `probe`: frozen sentence embeddings of both texts, [u, v, |u−v|, u·v], and a logistic
+  regression trained on the train split (`text_features`).
+AX-b and AX-g are scored with what RTE uses (its classifier, prompt or probe), as in jiant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.data.superglue import DIAGNOSTICS, TASKS, Choice, Pair, SuperGlueSpec, SuperGlueTinySpec, load_task, read_jsonl
+from bench.errors import DataError
+from bench.metrics import superglue as S
+from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
+
+TaskName = Literal["boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc", "axb", "axg"]
+PROTOCOL_CAPS = {
+    "predictions": frozenset({"predictions"}),
+    "classifier": frozenset({"text_pair_logits"}),
+    "loglik": frozenset({"text_choice_logprobs"}),
+    "probe": frozenset({"text_features"}),
+}
+
+# lm-evaluation-harness-style prompts; choices are in the task's label order (bench.data.superglue.TASKS)
+PROMPTS: dict[str, tuple[str, list[str]]] = {
+    "boolq": ("{passage}\nQuestion: {question}?\nAnswer:", [" no", " yes"]),
+    "cb": ("{premise}\nQuestion: {hypothesis}. True, False, or Neither?\nAnswer:", [" True", " False", " Neither"]),
+    "rte": ("{premise}\nQuestion: {hypothesis} True or False?\nAnswer:", [" True", " False"]),
+    "axb": ("{sentence1}\nQuestion: {sentence2} True or False?\nAnswer:", [" True", " False"]),
+    "axg": ("{premise}\nQuestion: {hypothesis} True or False?\nAnswer:", [" True", " False"]),
+    "wic": (
+        "Sentence 1: {sentence1}\nSentence 2: {sentence2}\nQuestion: Is the word '{word}' used in the same way in the two sentences above?\nAnswer:",
+        [" no", " yes"],
+    ),
+    "wsc": ('Passage: {text}\nQuestion: In the passage above, does the pronoun "{span2}" refer to "{span1}"?\nAnswer:', [" no", " yes"]),
+    "multirc": ("{paragraph}\nQuestion: {question}\nAnswer: {answer}\nIs the answer correct?", [" no", " yes"]),
+}
+
+
+class Prompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    template: str  # str.format fields of the record; WSC adds span1/span2
+    choices: Optional[list[str]] = None  # one verbaliser per label, in label order
+
+
+class ProbeOpts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    C: float = Field(1.0, gt=0)
+    max_iter: int = Field(1000, gt=0)
+    max_train: int = Field(20000, gt=0)  # decisions sampled from train (ReCoRD has ~1.4M candidates)
+
+
+class SuperGlueConfig(TaskConfig):
+    type: Literal["superglue"]
+    dataset: Union[SuperGlueSpec, SuperGlueTinySpec] = Field(discriminator="format")
+    tasks: list[TaskName] = Field(list(TASKS), min_length=1)
+    split: Literal["val", "test"] = "val"
+    export_test: bool = False  # also predict the test split, for `bench export superglue`
+    protocol: Literal["auto", "predictions", "classifier", "loglik", "probe"] = "auto"
+    prompts: dict[TaskName, Prompt] = {}
+    fewshot: int = Field(0, ge=0)
+    probe: ProbeOpts = ProbeOpts()
+
+
+def _label_value(task: str, k: int):
+    return TASKS[task][1][k] if TASKS[task][1] is not None else k
+
+
+def prompt_fields(item) -> dict:
+    f = dict(item.fields)
+    if "target" in f:  # WSC
+        f["span1"], f["span2"] = f["target"]["span1_text"], f["target"]["span2_text"]
+    return f
+
+
+@register_task
+class SuperGlueTask(Task):
+    type = "superglue"
+    Config = SuperGlueConfig
+    description = "SuperGLUE (8 tasks + AX-b/AX-g) with official metrics and superglue/score; predictions | classifier | loglik | probe"
+
+    @classmethod
+    def required_capabilities(cls, cfg: SuperGlueConfig):
+        if cfg.protocol != "auto":
+            return PROTOCOL_CAPS[cfg.protocol]
+        return tuple(PROTOCOL_CAPS.values())
+
+    def protocol(self, adapter) -> str:
+        if self.cfg.protocol != "auto":
+            return self.cfg.protocol
+        return next(p for p, caps in PROTOCOL_CAPS.items() if caps <= adapter.capabilities)
+
+    # ---------------------------------------------------------------- evaluate
+    def evaluate(self, adapter) -> TaskResult:
+        cfg = self.cfg
+        root = cfg.dataset.path()
+        proto = self.protocol(adapter)
+        self.adapter, self.root, self.proto = adapter, root, proto
+        self._probes: dict = {}
+        rows, frames, meta = [], [], {"protocol": proto, "missing": {}}
+        splits = [cfg.split] + (["test"] if cfg.export_test and cfg.split != "test" else [])
+        per_task: dict[str, dict] = {}
+        counts: dict[str, int] = {}
+        for split in splits:
+            for t in cfg.tasks:
+                items = load_task(root, t, split)
+                if self.ctx.limit:
+                    items = self._limit(items)
+                preds, missing = self.predict(t, items, split)
+                if missing:
+                    meta["missing"][f"{t}/{split}"] = missing
+                frames.append(self._frame(t, split, items, preds))
+                labelled = split != "test" or t in DIAGNOSTICS
+                if labelled and split == cfg.split:
+                    m = self.score(t, items, preds)
+                    per_task[t], counts[t] = m, len(items)
+                    rows += [{"metric": f"{t}/{k}", "value": v, "dataset": "superglue", "split": split, "n": len(items)} for k, v in m.items()]
+        if all(t in per_task for t in S.SCORED):
+            n = sum(counts[t] for t in S.SCORED)
+            rows.append({"metric": "superglue/score", "value": S.superglue_score(per_task), "dataset": "superglue", "split": cfg.split, "n": n})
+        if meta["missing"]:
+            total = sum(meta["missing"].values())
+            meta["warnings"] = [f"{total} predictions missing and counted wrong: " + ", ".join(f"{k} {v}" for k, v in meta["missing"].items())]
+        return TaskResult(rows=rows, predictions=pd.concat(frames, ignore_index=True), meta=meta)
+
+    def _limit(self, items: list) -> list:
+        rng = np.random.default_rng(self.ctx.seed)
+        keep = np.sort(rng.permutation(len(items))[: self.ctx.limit])
+        return [items[i] for i in keep]
+
+    # ---------------------------------------------------------------- predict: one label index per item (None = missing)
+    def predict(self, t: str, items: list, split: str) -> tuple[list, int]:
+        if self.proto == "predictions":
+            return self._from_file(t, items, split)
+        if isinstance(items[0], Choice):
+            scores = self._choice_scores(t, items)
+            return [int(np.argmax(s)) if len(s) else None for s in scores], 0
+        if self.proto == "classifier":
+            logits, names = self.adapter.pair_logits("rte" if t in DIAGNOSTICS else t, [i.a for i in items], [i.b for i in items])
+            return list(self._align(t, logits, names).argmax(1)), 0
+        if self.proto == "loglik":
+            template, choices = self._prompt(t)
+            return list(self._loglik(t, items, template, choices).argmax(1)), 0
+        clf = self._probe("rte" if t in DIAGNOSTICS else t)
+        return list(clf.predict(self._pair_features([i.a for i in items], [i.b for i in items]))), 0
+
+    def _align(self, t: str, logits: np.ndarray, names: list[str]) -> np.ndarray:
+        """Reorder classifier outputs into the task's label order, by id2label name when the names match."""
+        labels = [str(v).lower() for v in TASKS["rte" if t in DIAGNOSTICS else t][1]]
+        if logits.shape[1] != len(labels):
+            raise DataError(f"model '{self.adapter.args.name}': the {t} classifier has {logits.shape[1]} outputs, the task {len(labels)} labels")
+        lower = [n.lower() for n in names]
+        if sorted(lower) == sorted(labels):
+            return logits[:, [lower.index(lab) for lab in labels]]
+        return logits  # LABEL_0… : index order is the task's label order (documented)
+
+    # ---------------------------------------------------------------- log-likelihood
+    def _prompt(self, t: str) -> tuple[str, list[str]]:
+        p = self.cfg.prompts.get(t)
+        base_t, base_c = PROMPTS[t]
+        template, choices = (p.template, p.choices or base_c) if p else (base_t, base_c)
+        n = len(TASKS[t][1])
+        if len(choices) != n:
+            raise DataError(f"task '{self.cfg.name}': prompt for {t} has {len(choices)} choices for {n} labels")
+        return template, choices
+
+    def _fewshot_prefix(self, t: str, fmt) -> str:
+        k = self.cfg.fewshot
+        if not k:
+            return ""
+        train = load_task(self.root, "rte" if t in DIAGNOSTICS else t, "train")
+        rng = np.random.default_rng(self.ctx.seed)
+        shots = [train[i] for i in rng.permutation(len(train))[:k]]
+        return "".join(fmt(s) + "\n\n" for s in shots)
+
+    def _loglik(self, t: str, items: list[Pair], template: str, choices: list[str]) -> np.ndarray:
+        def fmt(item, with_answer=True):
+            try:
+                text = template.format(**prompt_fields(item))
+            except KeyError as e:
+                raise DataError(f"task '{self.cfg.name}': the {t} prompt uses {{{e.args[0]}}}, which its records lack") from None
+            return text + (choices[item.label] if with_answer and item.label is not None else "")
+
+        prefix = self._fewshot_prefix(t, fmt)
+        ctx = [prefix + fmt(i, with_answer=False) for i in items for _ in choices]
+        cont = [c for _ in items for c in choices]
+        return self.adapter.choice_logprobs(ctx, cont).reshape(len(items), len(choices))
+
+    def _choice_scores(self, t: str, items: list[Choice]) -> list[np.ndarray]:
+        flat_ctx, flat_cand, sizes = [], [], []
+        for it in items:
+            for f, c in zip(it.filled, it.candidates):
+                if t == "copa":  # the premise leads into the alternative, as lm-eval scores COPA
+                    connector = {"cause": " because", "effect": " therefore"}[it.fields["question"]]
+                    flat_ctx.append(it.fields["premise"].rstrip(".") + connector)
+                    flat_cand.append(" " + c[0].lower() + c[1:])
+                else:
+                    flat_ctx.append(it.context + "\n")
+                    flat_cand.append("- " + f)
+            sizes.append(len(it.candidates))
+        if self.proto == "loglik":
+            s = self.adapter.choice_logprobs(flat_ctx, flat_cand)
+        elif self.proto == "classifier":
+            logits, _ = self.adapter.pair_logits(t, [c for c in flat_ctx], [c for c in flat_cand])
+            s = logits[:, -1] - logits[:, 0]  # a 2-way "is this the right candidate" head
+        else:
+            clf = self._probe(t)
+            s = clf.predict_proba(self._pair_features([it.context for it in items for _ in it.candidates], [f for it in items for f in it.filled]))[:, 1]
+        out, k = [], 0
+        for n in sizes:
+            out.append(np.asarray(s[k : k + n]))
+            k += n
+        return out
+
+    # ---------------------------------------------------------------- probe
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        uniq = list(dict.fromkeys(texts))  # passages repeat across MultiRC answers and ReCoRD candidates
+        emb = self.adapter.text_features(uniq).cpu().numpy().astype(np.float64)
+        pos = {t: i for i, t in enumerate(uniq)}
+        return emb[[pos[t] for t in texts]]
+
+    def _pair_features(self, a: list[str], b: list[str]) -> np.ndarray:
+        u, v = self._embed(a), self._embed(b)
+        return np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
+
+    def _probe(self, t: str):
+        if t in self._probes:
+            return self._probes[t]
+        from sklearn.linear_model import LogisticRegression
+
+        train = load_task(self.root, t, "train")
+        rng = np.random.default_rng(self.ctx.seed)
+        if isinstance(train[0], Choice):
+            a = [it.context for it in train for _ in it.candidates]
+            b = [f for it in train for f in it.filled]
+            y = [
+                int(k == it.label) if it.label is not None else int(any(S.exact_match(c, g) for g in it.answers))
+                for it in train
+                for k, c in enumerate(it.candidates)
+            ]
+        else:
+            a, b, y = [i.a for i in train], [i.b for i in train], [i.label for i in train]
+        if len(y) > self.cfg.probe.max_train:
+            keep = np.sort(rng.permutation(len(y))[: self.cfg.probe.max_train])
+            a, b, y = [a[i] for i in keep], [b[i] for i in keep], [y[i] for i in keep]
+        if len(set(y)) < 2:
+            raise DataError(f"{self.root}: {t} train split has a single label; a probe cannot be fitted")
+        clf = LogisticRegression(C=self.cfg.probe.C, max_iter=self.cfg.probe.max_iter)
+        clf.fit(self._pair_features(a, b), np.asarray(y))
+        self._probes[t] = clf
+        return clf
+
+    # ---------------------------------------------------------------- predictions files
+    def _from_file(self, t: str, items: list, split: str) -> tuple[list, int]:
+        folder = Path(self.adapter.predictions_file(self.cfg.name))
+        name = TASKS[t][0]
+        path = next((p for p in (folder / f"{name}_{split}.jsonl", folder / f"{name}.jsonl") if p.exists()), None)
+        if path is None:
+            return [None] * len(items), len(items)
+        got: dict = {}
+        for n, rec in read_jsonl(path):
+            if t == "multirc":
+                for q in rec.get("passage", {}).get("questions", []):
+                    for a in q.get("answers", []):
+                        got[(rec["idx"], q["idx"], a["idx"])] = a.get("label")
+            else:
+                if "label" not in rec:
+                    raise DataError(f"{path}: line {n}: no 'label'")
+                if rec["idx"] in got:
+                    raise DataError(f"{path}: line {n}: idx {rec['idx']} predicted twice")
+                got[rec["idx"]] = rec["label"]
+        preds, missing = [], 0
+        for it in items:
+            key = tuple(it.key) if isinstance(it.key, (list, tuple)) else it.key
+            if key not in got:
+                preds.append(None)
+                missing += 1
+                continue
+            v = got[key]
+            if t == "record":
+                preds.append(v)  # the answer text itself
+                continue
+            labels = TASKS[t][1]
+            canon = {str(x).lower(): k for k, x in enumerate(labels)}
+            k = canon.get(str(v).lower())
+            if k is None:
+                raise DataError(f"{path}: idx {it.key}: label {v!r} is not one of {labels}")
+            preds.append(k)
+        return preds, missing
+
+    # ---------------------------------------------------------------- score
+    def score(self, t: str, items: list, preds: list) -> dict[str, float]:
+        if t == "record":
+            texts = [p if isinstance(p, str) or p is None else items[i].candidates[p] for i, p in enumerate(preds)]
+            return S.record_scores(texts, [it.answers for it in items])
+        gold = np.asarray([it.label for it in items])
+        # a missing prediction can never equal a gold label
+        pred = np.asarray([-1 if p is None else int(p) for p in preds])
+        if t == "cb":
+            return {"acc": S.accuracy(pred, gold), "f1": S.cb_macro_f1(pred, gold)}
+        if t == "multirc":
+            return S.multirc_scores([it.group for it in items], pred, gold)
+        if t == "axb":
+            return {"mcc": S.matthews(pred, gold)}
+        if t == "axg":
+            return {"acc": S.accuracy(pred, gold), "parity": S.gender_parity([it.group for it in items], pred)}
+        return {"acc": S.accuracy(pred, gold)}
+
+    def _frame(self, t: str, split: str, items: list, preds: list) -> pd.DataFrame:
+        def value(it, p):
+            if p is None:
+                return None
+            if t == "record":
+                return p if isinstance(p, str) else it.candidates[p]
+            return _label_value(t, int(p))
+
+        return pd.DataFrame(
+            {
+                "task": t,
+                "split": split,
+                "key": [json.dumps(it.key) for it in items],
+                "prediction": [json.dumps(value(it, p)) for it, p in zip(items, preds)],
+                "gold": [json.dumps(_label_value(t, it.label)) if getattr(it, "label", None) is not None else None for it in items],
+            }
+        )
