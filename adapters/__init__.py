@@ -10,5 +10,6 @@ from adapters import python as _python  # noqa: E402,F401
 from adapters import region_clip as _region_clip  # noqa: E402,F401
 from adapters import timm as _timm  # noqa: E402,F401
 from adapters import transformers as _transformers  # noqa: E402,F401
+from adapters import video as _video  # noqa: E402,F401
 
 __all__ = ["ADAPTERS", "CAPABILITIES", "Adapter", "AdapterArgs", "Preprocess", "create_adapter", "list_adapters", "register_adapter"]

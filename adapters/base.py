@@ -29,6 +29,9 @@ CAPABILITIES = (
     "video_features",
     "predictions",
     "text_pair_logits",  # a sequence classifier fine-tuned per task: pair_logits(task, a, b) -> ([n, C], id2label)
+    "nlq_from_features",  # Ego4D NLQ windows from per-clip features: nlq_windows(features, fps, query, duration)
+    "mq_from_features",  # Ego4D MQ moments from per-clip features: mq_moments(features, fps, duration, classes)
+    "nlq_from_frames",  # zero-shot NLQ from sampled frames: nlq_windows_from_frames(paths, fps, query, duration)
     "linear_head",  # the classifier is one nn.Linear on image_features: linear_head() -> (W, b)
     "input_gradients",  # logits are differentiable in the input (ODIN): logits_with_grad(x)
 )

@@ -287,6 +287,23 @@ def export_superglue(
         out.print(f"wrote {z}{note}")
 
 
+@export_app.command("ego4d")
+def export_ego4d(
+    results: Path = typer.Argument(..., help="A run folder (results/<suite>/<run-id>) or a suite's results folder."),
+    out_dir: Path = typer.Option(Path("submissions/ego4d"), "--out", "-o", help="Where the submission JSON files go."),
+    model: Optional[str] = typer.Option(None, help="Only this model (default: every model with an Ego4D job)."),
+):
+    """Ego4D NLQ and MQ test-split submission files in the challenge layouts, one per model and task."""
+    from bench.export import export_ego4d as export
+
+    try:
+        written = export(results, out_dir, model)
+    except BenchError as e:
+        _fail(e, 1)
+    for path, n in written:
+        out.print(f"wrote {path} ({n} predictions)")
+
+
 def _tolerances(suite: Optional[Path], results: list[Path]) -> dict[str, float]:
     if suite:
         from bench.suite import load_suite

@@ -3,6 +3,8 @@
 `superglue`: for each model, one jsonl per task named as the SuperGLUE server expects (BoolQ.jsonl,
 CB.jsonl, …, AX-b.jsonl, AX-g.jsonl) with `idx` and `label` in the leaderboard's label strings
 (MultiRC nested by paragraph and question, ReCoRD's label the answer text), zipped together.
+`ego4d`: for each model and Ego4D task, the challenge's JSON for the test split (NLQ: version,
+challenge, results of top-5 predicted_times per query; MQ: ActivityNet's detection layout).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import pandas as pd
 from bench.errors import BenchError
 
 
-def _superglue_jobs(results: Path) -> dict[str, tuple[str, Path]]:
-    """job_hash → (model, newest predictions file) for ok superglue jobs under a run or suite folder."""
+def _jobs(results: Path, want: tuple[str, ...]) -> dict[str, tuple[str, str, str, Path]]:
+    """job_hash → (model, task, type, newest predictions file) for ok jobs of these task types under a run or suite folder."""
     runs = sorted(results.glob("run.json")) + sorted(results.glob("*/run.json"))
     if not runs:
         raise BenchError(f"{results}: no run.json here or one level down; pass a run folder or a suite's results folder")
@@ -27,10 +29,11 @@ def _superglue_jobs(results: Path) -> dict[str, tuple[str, Path]]:
     for rj in runs:  # run ids sort by start time: later runs win
         run = json.loads(rj.read_text())
         types = {t["name"]: t["type"] for t in run["suite"]["tasks"]}
+        wanted = set(want)
         for h, j in run["jobs"].items():
             p = rj.parent / "predictions" / f"{h}.parquet"
-            if types.get(j["task"]) == "superglue" and j["status"] == "ok" and p.exists():
-                found[h] = (j["model"], p)
+            if types.get(j["task"]) in wanted and j["status"] == "ok" and p.exists():
+                found[h] = (j["model"], j["task"], types[j["task"]], p)
     return found
 
 
@@ -42,9 +45,9 @@ def export_superglue(results: Path, out: Path, model: Optional[str] = None) -> l
     """Write OUT/<model>/<Task>.jsonl and OUT/<model>-superglue.zip; returns (zip, missing predictions)."""
     from bench.data.superglue import TASKS
 
-    jobs = _superglue_jobs(Path(results))
+    jobs = _jobs(Path(results), ("superglue",))
     by_model: dict = {}
-    for model_name, p in jobs.values():
+    for model_name, _, _, p in jobs.values():
         if model is None or model_name == model:
             by_model[model_name] = p
     if not by_model:
@@ -82,4 +85,36 @@ def export_superglue(results: Path, out: Path, model: Optional[str] = None) -> l
             for f in files:
                 z.write(f, f.name)
         written.append((zpath, missing))
+    return written
+
+
+def export_ego4d(results: Path, out: Path, model: Optional[str] = None) -> list[tuple[Path, int]]:
+    """Write OUT/<model>/<task>_test_submission.json for every Ego4D NLQ/MQ job with test predictions."""
+    from bench.data.ego4d import MQ_CHALLENGE, NLQ_CHALLENGE, VERSION
+
+    jobs = [j for j in _jobs(Path(results), ("ego4d_nlq", "ego4d_mq")).values() if model is None or j[0] == model]
+    if not jobs:
+        raise BenchError(f"{results}: no finished ego4d_nlq/ego4d_mq job" + (f" for model '{model}'" if model else ""))
+    written = []
+    for model_name, task, ttype, p in sorted(jobs):
+        preds = pd.read_parquet(p)
+        test = preds[preds.split == "test"]
+        if test.empty:
+            raise BenchError(f"{p}: no test predictions for '{model_name}' × '{task}'; run the task with export_test: true")
+        folder = Path(out) / model_name
+        folder.mkdir(parents=True, exist_ok=True)
+        if ttype == "ego4d_nlq":
+            results_ = [
+                {"clip_uid": r.clip_uid, "annotation_uid": r.annotation_uid, "query_idx": int(r.query_idx), "predicted_times": json.loads(r.predicted_times)}
+                for r in test.itertuples(index=False)
+            ]
+            doc = {"version": VERSION, "challenge": NLQ_CHALLENGE, "results": results_}
+        else:
+            by_clip: dict = defaultdict(list)
+            for r in test.itertuples(index=False):
+                by_clip[r.clip].append({"label": r.label, "segment": [float(r.start), float(r.end)], "score": float(r.score)})
+            doc = {"version": VERSION, "challenge": MQ_CHALLENGE, "results": dict(by_clip), "external_data": {}}
+        path = folder / f"{task}_test_submission.json"
+        path.write_text(json.dumps(doc))
+        written.append((path, len(test)))
     return written

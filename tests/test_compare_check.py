@@ -134,19 +134,20 @@ def smoke_run(tmp_path_factory):
 def test_smoke_suite_runs_and_matches_baseline(smoke_run, tmp_path):
     out, output = smoke_run
     assert (out / "leaderboard.parquet").exists()
-    assert "23 ok or resumed, 0 failed" in output
+    assert "25 ok or resumed, 0 failed" in output
     board = pd.read_parquet(out / "leaderboard.parquet")
-    assert set(board.model) == {"resnet18", "vit-tiny", "tiny-convnet", "clip-vit-s32", "shapes-dets", "maskrcnn-r18", "clip-regions", "minilm"}
+    assert set(board.model) == {"resnet18", "vit-tiny", "tiny-convnet", "clip-vit-s32", "shapes-dets", "maskrcnn-r18", "clip-regions", "minilm", "ego4d-heads"}
     # classification: 12 jobs × (top1, top5); OOD: 3 models × (top1, top5 + 13 methods × (3 sets + 2 means) × 4)
     # and CLIP's MCM: top1, top5 + (2 sets + 2 means) × 4; detection: 2 models × (bbox, segm) × (12 stats + 8 categories),
-    # LVIS: 2 models × (bbox, segm) × 10, OVD: 2 models × 3; SuperGLUE: 11 task metrics + axb/mcc, axg/acc, axg/parity + score
+    # LVIS: 2 models × (bbox, segm) × 10, OVD: 2 models × 3; SuperGLUE: 11 task metrics + axb/mcc, axg/acc, axg/parity + score;
+    # Ego4D NLQ: R1/3/5 × 2 thresholds + mIoU + coverage; MQ: 5 mAP@t + mAP + 15 recalls
     n_cls_ood = 24 + 3 * (2 + 13 * 5 * 4) + (2 + 4 * 4)
-    assert (board.status == "ok").all() and len(board) == n_cls_ood + 2 * 2 * 20 + 2 * 2 * 10 + 2 * 3 + 15 == 969
+    assert (board.status == "ok").all() and len(board) == n_cls_ood + 2 * 2 * 20 + 2 * 2 * 10 + 2 * 3 + 15 + 8 + 21 == 998
     assert set(board[board.task == "digits-ood"].method.dropna()) == set(list_postprocessors()) - {"mcm"} | {"odin"}
     summary = tmp_path / "summary.md"
     r = CliRunner().invoke(app, ["check", str(out), "--baseline", str(REPO / "results" / "baselines" / "smoke.parquet"), "--summary", str(summary)])
     assert r.exit_code == 0, r.output
-    assert "PASS: 969 baseline metrics" in r.output and "No regressions" in summary.read_text()
+    assert "PASS: 998 baseline metrics" in r.output and "No regressions" in summary.read_text()
     r = CliRunner().invoke(app, ["compare", str(out), "--format", "markdown"])
     assert r.exit_code == 0 and "clip-vit-s32" in r.output and "digits-zeroshot" in r.output
 
@@ -159,7 +160,7 @@ def test_check_fails_on_regression_against_real_run(smoke_run, tmp_path):
     base.to_parquet(bumped)
     r = CliRunner().invoke(app, ["check", str(out), "--baseline", str(bumped)])
     # 16 top1 rows; the 4 digits-linear ones have a 0.03 tolerance in the suite, so 12 regress
-    assert r.exit_code == 1 and "FAIL: 12 of 969" in r.output
+    assert r.exit_code == 1 and "FAIL: 12 of 998" in r.output
     # the same drop passes under a looser suite tolerance given explicitly
     loose = tmp_path / "loose.yaml"
     loose.write_text(

@@ -249,5 +249,7 @@ def test_region_clip_takes_boxes_from_a_detector(shapes):
 
     det = {"arch": "fcos", "backbone": "resnet10t", "num_classes": 2, "min_size": 64, "max_size": 96, "score_thresh": 0.0, "detections_per_img": 5}
     a = RegionClipAdapter(RegionClipArgs(name="rc", arch="ViT-S-32", image_size=32, detector=det, detections_per_img=7, fusion={"base": 0.3, "novel": 0.7}))
-    out = a.detections([torch.randint(0, 255, (3, 96, 96), dtype=torch.uint8)], [1], ["red square", "green circle", "blue triangle"], novel=[False, False, True])[0]
+    out = a.detections(
+        [torch.randint(0, 255, (3, 96, 96), dtype=torch.uint8)], [1], ["red square", "green circle", "blue triangle"], novel=[False, False, True]
+    )[0]
     assert len(out["scores"]) == 7 and set(out["labels"]) <= {0, 1, 2} and (np.diff(out["scores"]) <= 0).all()

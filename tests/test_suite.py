@@ -58,8 +58,9 @@ def test_smoke_suite_validates():
     }
     # clip has no head and no ODIN/linear head; the others have no text tower (zero-shot, MCM);
     # the three detection models have no image features/logits for the 6 classification/OOD tasks,
-    # nor has MiniLM (a text encoder)
-    assert len(plan.skipped) == 8 + 4 * 6
+    # nor have MiniLM (a text encoder) and the Ego4D heads; the 2 Ego4D tasks fit only the heads (8 others)
+    assert len(plan.skipped) == 8 + 5 * 6 + 2 * 8
+    assert {(j.model.name, j.task.name) for j in plan.jobs if j.task.type.startswith("ego4d")} == {("ego4d-heads", "ego4d-nlq"), ("ego4d-heads", "ego4d-mq")}
     assert [(j.model.name, j.task.name) for j in plan.jobs if j.task.type == "superglue"] == [("minilm", "superglue-tiny")]
 
 
@@ -222,7 +223,7 @@ def test_cli_validate_prints_every_problem(make_suite):
     assert all(str(p) in ln for ln in lines)
 
 
-@pytest.mark.parametrize("name", ["detection", "ovd", "superglue"])
+@pytest.mark.parametrize("name", ["detection", "ovd", "superglue", "ego4d"])
 def test_real_data_suites_validate(tmp_path, monkeypatch, name):
     """The shipped suites point at real COCO/LVIS layouts; with those files present they expand."""
     files = [
@@ -240,6 +241,18 @@ def test_real_data_suites_validate(tmp_path, monkeypatch, name):
         "res/fvlm_r50_lvis.json",
         "res/superglue/BoolQ_val.jsonl",
         "data/superglue/BoolQ/val.jsonl",
+        "data/ego4d/v2/annotations/nlq_val.json",
+        "data/ego4d/v2/annotations/nlq_test_unannotated.json",
+        "data/ego4d/v2/annotations/moments_clip_annotations.json",
+        "data/ego4d/v2/annotations/ego4d_classes_idx.json",
+        "data/ego4d/v2/annotations/fho_sta_val.json",
+        "data/ego4d/scod/coco_annotations/val.json",
+        "ckpts/ego4d/nlq_head.safetensors",
+        "ckpts/ego4d/mq_head.safetensors",
+        "res/ego4d/nlq_val_submission.json",
+        "res/ego4d/mq_val_submission.json",
+        "res/ego4d/sta_val_submission.json",
+        "res/ego4d/scod_val_bbox.json",
     ]
     for f in files:
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
@@ -247,4 +260,4 @@ def test_real_data_suites_validate(tmp_path, monkeypatch, name):
     for var, sub in (("DATA_ROOT", "data"), ("CKPT_ROOT", "ckpts"), ("RESULTS_ROOT", "res")):
         monkeypatch.setenv(var, str(tmp_path / sub))
     plan = expand(load_suite(HERE.parent / "suites" / f"{name}.yaml"))
-    assert plan.jobs and all(j.task.type in ("detection", "lvis", "ovd_coco", "superglue") for j in plan.jobs)
+    assert plan.jobs and all(j.task.type in ("detection", "lvis", "ovd_coco", "superglue", "ego4d_nlq", "ego4d_mq", "ego4d_sta") for j in plan.jobs)
