@@ -62,9 +62,14 @@ def _frames(spec, clip_uid: str) -> list[str]:
     return paths
 
 
-def _warn(meta: dict, warnings: list[str]) -> None:
-    if warnings:
-        meta.setdefault("warnings", []).extend(warnings)
+def _submission(task: Task, adapter, reader, what: str, data, meta: dict) -> list:
+    """A predictions model's submission file, checked by `reader`; its counts and warnings go to meta."""
+    path = adapter.predictions_file(task.cfg.name)
+    checked = reader(read_json(path, f"{what} submission"), path, data)
+    meta["counts"] = checked.counts
+    if checked.warnings:
+        meta.setdefault("warnings", []).extend(checked.warnings)
+    return checked.entries
 
 
 @register_task
@@ -104,10 +109,7 @@ class NlqTask(Task):
         data = spec.load()
         meta: dict = {}
         if "predictions" in adapter.capabilities:
-            path = adapter.predictions_file(self.cfg.name)
-            checked = read_nlq_submission(read_json(path, "NLQ submission"), path, data)
-            entries, meta["counts"] = checked.entries, checked.counts
-            _warn(meta, checked.warnings)
+            entries = _submission(self, adapter, read_nlq_submission, "NLQ", data, meta)
         else:
             entries, meta["counts"] = self.predict(adapter, spec, test=False)
         total = min(data.total, self.ctx.limit) if self.ctx.limit and "predictions" not in adapter.capabilities else data.total
@@ -162,10 +164,7 @@ class MqTask(Task):
         data = spec.load()
         meta: dict = {}
         if "predictions" in adapter.capabilities:
-            path = adapter.predictions_file(self.cfg.name)
-            checked = read_mq_submission(read_json(path, "MQ submission"), path, data)
-            preds, meta["counts"] = checked.entries, checked.counts
-            _warn(meta, checked.warnings)
+            preds = _submission(self, adapter, read_mq_submission, "MQ", data, meta)
         else:
             preds = self.predict(adapter, spec, data)
         det, per_class = E.mq_detection(data.moments, preds)
