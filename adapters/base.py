@@ -175,8 +175,27 @@ class Adapter:
             out = self.logits_with_grad(x.detach() - epsilon * step).float() / temperature
         return self.check_finite(torch.softmax(out, dim=1).max(dim=1).values, "odin_scores", self.args.name)
 
+    def load_weights(self, module: torch.nn.Module, what: str) -> None:
+        """Load args.checkpoint into module (sha256, key_map and strict from the args); keep the key report."""
+        from adapters.checkpoint import load_checkpoint
+
+        a = self.args
+        report: dict = {}
+        self.checkpoint_sha256 = load_checkpoint(module, a.checkpoint, a.sha256, what, getattr(a, "key_map", None), getattr(a, "strict", True), report)
+        self.key_report = report
+
     def metadata(self) -> dict[str, Any]:
-        return {"checkpoint_sha256": self.checkpoint_sha256}
+        meta = {"checkpoint_sha256": self.checkpoint_sha256}
+        report = getattr(self, "key_report", None)
+        if report and (report["missing_keys"] or report["unexpected_keys"]):  # a non-strict load: say what did not match
+            meta["checkpoint_keys"] = {
+                "loaded": report["loaded_keys"],
+                "missing": len(report["missing_keys"]),
+                "unexpected": len(report["unexpected_keys"]),
+                "missing_first": report["missing_keys"][:5],
+                "unexpected_first": report["unexpected_keys"][:5],
+            }
+        return meta
 
 
 ADAPTERS: Registry[type[Adapter]] = Registry("adapter")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Optional
+import re
+from typing import Optional, Union
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import CheckpointError
 
@@ -64,12 +66,50 @@ def _few(keys, n=3) -> str:
     return ", ".join(keys[:n]) + (", …" if len(keys) > n else "")
 
 
-def fit_state_dict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: str, what: str) -> None:
-    """Load strictly, or raise one line saying how many keys are missing/unexpected/mis-shaped."""
+class Strip(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    strip: str = Field(min_length=1)  # a prefix to remove where present, e.g. "backbone."
+
+
+class Rename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rename: dict[str, str] = Field(min_length=1)  # regex -> replacement (re.sub), e.g. {"^head\\.fc\\.": "fc."}
+
+
+class Drop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    drop: str = Field(min_length=1)  # regex: keys to leave out, e.g. "^neck\\." for an mmdet neck
+
+
+KeyRule = Union[Strip, Rename, Drop]
+
+
+def remap_keys(sd: dict[str, torch.Tensor], rules: list) -> dict[str, torch.Tensor]:
+    """Apply strip/rename/drop rules in order, so checkpoints from other codebases (mmpretrain, mmdet) fit."""
+    for rule in rules:
+        if isinstance(rule, Strip):
+            sd = {(k[len(rule.strip) :] if k.startswith(rule.strip) else k): v for k, v in sd.items()}
+        elif isinstance(rule, Rename):
+            for pat, rep in rule.rename.items():
+                sd = {re.sub(pat, rep, k): v for k, v in sd.items()}
+        else:
+            sd = {k: v for k, v in sd.items() if not re.search(rule.drop, k)}
+    return sd
+
+
+def fit_state_dict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: str, what: str, strict: bool = True) -> dict:
+    """Load strictly, or raise one line saying how many keys are missing/unexpected/mis-shaped.
+
+    With strict=False, missing and unexpected keys are allowed (a classifier head a backbone
+    checkpoint lacks, say) and returned as a report; mis-shaped keys always fail.
+    """
     own = module.state_dict()
     missing = set(own) - set(sd)
     unexpected = set(sd) - set(own)
     shapes = [k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape)]
+    if not strict and not shapes:
+        module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+        return {"missing_keys": sorted(missing), "unexpected_keys": sorted(unexpected), "loaded_keys": len(set(own) & set(sd))}
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -81,10 +121,16 @@ def fit_state_dict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: s
             parts.append(f"{len(shapes)} shape mismatches ({k}: checkpoint {list(sd[k].shape)} vs model {list(own[k].shape)})")
         raise CheckpointError(f"{path}: checkpoint does not fit {what}: " + "; ".join(parts))
     module.load_state_dict(sd, strict=True)
+    return {"missing_keys": [], "unexpected_keys": [], "loaded_keys": len(own)}
 
 
-def load_checkpoint(module: torch.nn.Module, path: str, sha256: Optional[str], what: str) -> str:
-    """Verify, read and fit a checkpoint; returns its sha256."""
+def load_checkpoint(
+    module: torch.nn.Module, path: str, sha256: Optional[str], what: str, key_map: Optional[list] = None, strict: bool = True, report: Optional[dict] = None
+) -> str:
+    """Verify, read, remap and fit a checkpoint; returns its sha256. `report` receives the key report."""
     digest = verify_sha256(path, sha256)
-    fit_state_dict(module, load_state_dict(path), path, what)
+    sd = remap_keys(load_state_dict(path), key_map or [])
+    got = fit_state_dict(module, sd, path, what, strict=strict)
+    if report is not None:
+        report.update(got)
     return digest

@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from adapters.base import Adapter, AdapterArgs, param_count, register_adapter
-from adapters.checkpoint import load_checkpoint
+from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
 from bench.errors import OutputError
 from bench.suite import ExistingPath
@@ -34,6 +34,8 @@ class DetectorArgs(AdapterArgs):
     num_classes: int = Field(gt=0)  # object classes, without background
     checkpoint: Optional[ExistingPath] = None  # state dict of the whole detector
     sha256: Optional[str] = SHA256
+    key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
+    strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)
     min_size: int = Field(800, gt=0)  # torchvision's resize: shorter side, capped by max_size
     max_size: int = Field(1333, gt=0)
     score_thresh: float = Field(0.05, ge=0, le=1)
@@ -115,7 +117,7 @@ class DetectorAdapter(Adapter):
         torch.manual_seed(self.seed)
         model, self.mean, self.std = build_detector(args)
         if args.checkpoint:
-            self.checkpoint_sha256 = load_checkpoint(model, args.checkpoint, args.sha256, f"{args.arch} on {args.backbone}")
+            self.load_weights(model, f"{args.arch} on {args.backbone}")
         self.model = model.eval().to(self.device)
 
     def detections(self, images: list, image_ids: list, vocabulary: list[str], novel=None) -> list[dict]:

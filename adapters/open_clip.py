@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
-from adapters.checkpoint import load_checkpoint
+from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
 from bench.suite import ExistingPath
 
@@ -19,6 +19,8 @@ class OpenClipArgs(AdapterArgs):
     pretrained: Optional[str] = None  # an open_clip tag such as laion2b_s34b_b79k (online)
     checkpoint: Optional[ExistingPath] = None
     sha256: Optional[str] = SHA256
+    key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
+    strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)
     image_size: Optional[int] = Field(None, gt=0)  # force_image_size, e.g. 64 for the smoke suite
     preprocess: PreprocessArgs = PreprocessArgs()
 
@@ -46,7 +48,7 @@ class OpenClipAdapter(Adapter):
             require_pretrained=bool(args.pretrained),
         )
         if args.checkpoint:
-            self.checkpoint_sha256 = load_checkpoint(model, args.checkpoint, args.sha256, f"open_clip '{args.arch}'")
+            self.load_weights(model, f"open_clip '{args.arch}'")
         cfg = model.visual.preprocess_cfg
         size = cfg["size"] if isinstance(cfg["size"], int) else cfg["size"][-1]
         # open_clip evaluates with a full-image resize of the shorter side then a centre crop: crop_pct 1.0

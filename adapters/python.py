@@ -19,7 +19,7 @@ import torch
 from pydantic import Field, model_validator
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
-from adapters.checkpoint import load_checkpoint
+from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
 from bench.errors import OutputError
 from bench.suite import ExistingPath
@@ -33,6 +33,8 @@ class PythonArgs(AdapterArgs):
     capabilities: list[Literal["image_logits", "image_features", "text_features", "linear_head", "input_gradients"]] = Field(min_length=1)
     checkpoint: Optional[ExistingPath] = None
     sha256: Optional[str] = SHA256
+    key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
+    strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)
     preprocess: PreprocessArgs = PreprocessArgs()
 
     @model_validator(mode="after")
@@ -81,7 +83,7 @@ class PythonAdapter(Adapter):
         if not isinstance(model, torch.nn.Module):
             raise OutputError(f"factory '{args.factory}' returned {type(model).__name__}, not a torch.nn.Module")
         if args.checkpoint:
-            self.checkpoint_sha256 = load_checkpoint(model, args.checkpoint, args.sha256, f"factory '{args.factory}'")
+            self.load_weights(model, f"factory '{args.factory}'")
         self.preprocess = args.preprocess.apply(Preprocess())
         self.model = self._prepare_module(model)
 

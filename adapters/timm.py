@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
-from adapters.checkpoint import load_checkpoint
+from adapters.checkpoint import KeyRule
 from bench.suite import ExistingPath
 
 SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
@@ -20,6 +20,8 @@ class TimmArgs(AdapterArgs):
     pretrained: bool = False
     checkpoint: Optional[ExistingPath] = None
     sha256: Optional[str] = SHA256
+    key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
+    strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)
     num_classes: Optional[int] = Field(None, ge=0)
     kwargs: dict[str, Any] = {}  # passed to timm.create_model, e.g. {img_size: 64}
     preprocess: PreprocessArgs = PreprocessArgs()
@@ -64,7 +66,7 @@ class TimmAdapter(Adapter):
         torch.manual_seed(self.seed)  # random init is reproducible
         model = timm.create_model(args.arch, pretrained=args.pretrained, **create_kw)
         if args.checkpoint:
-            self.checkpoint_sha256 = load_checkpoint(model, args.checkpoint, args.sha256, f"timm '{args.arch}'")
+            self.load_weights(model, f"timm '{args.arch}'")
         self.preprocess = args.preprocess.apply(timm_preprocess(model, create_kw))
         self.model = self._prepare_module(model)
 

@@ -1,6 +1,7 @@
 """Checkpoints: safetensors and weights_only torch.load, sha256 before load, misfit counts."""
 
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,3 +74,32 @@ def test_truncated_safetensors(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_state_dict(str(path))
+
+
+def test_key_map_strips_renames_drops_and_non_strict_reports(tmp_path):
+    """An mmpretrain-style checkpoint ('backbone.' prefix, 'head.fc' head, a neck) loads into a timm-style model."""
+    from safetensors.torch import save_file
+
+    from adapters.python import PythonAdapter, PythonArgs
+    from tests.factories import Tiny
+
+    src = Tiny(3)
+    sd = {f"backbone.{k}": v for k, v in src.state_dict().items() if k.startswith("conv")}
+    sd |= {"head.fc.weight": src.fc.weight.detach().clone(), "head.fc.bias": src.fc.bias.detach().clone(), "neck.proj.weight": torch.zeros(2, 2)}
+    ck = tmp_path / "mm.safetensors"
+    save_file(sd, ck)
+    base = dict(
+        name="m", factory="tests.factories:tiny", python_path=[str(Path(__file__).resolve().parents[1])], capabilities=["image_logits"], checkpoint=str(ck)
+    )
+    with pytest.raises(CheckpointError, match="missing keys"):
+        PythonAdapter(PythonArgs(**base))
+    rules = [{"strip": "backbone."}, {"rename": {r"^head\.fc\.": "fc."}}, {"drop": r"^neck\."}]
+    a = PythonAdapter(PythonArgs(**base, key_map=rules))
+    torch.testing.assert_close(a.model.fc.weight, src.fc.weight)
+    torch.testing.assert_close(a.model.conv.weight, src.conv.weight)
+    assert "checkpoint_keys" not in a.metadata()  # everything matched
+    # a backbone-only checkpoint: non-strict loads what matches and reports the head as missing
+    save_file({k: v for k, v in sd.items() if k.startswith("backbone.")}, tmp_path / "bb.safetensors")
+    b = PythonAdapter(PythonArgs(**{**base, "checkpoint": str(tmp_path / "bb.safetensors")}, key_map=rules[:1], strict=False))
+    keys = b.metadata()["checkpoint_keys"]
+    assert keys["missing"] == 2 and keys["missing_first"] == ["fc.bias", "fc.weight"] and keys["unexpected"] == 0
