@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,5 +225,53 @@ def render_html(comp: Comparison) -> str:
         f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td>{cell_text(comp.cells.get((m, c)), 'html')}</td>" for c in comp.columns) + "</tr>" for m in comp.models
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in footnotes(comp))
+    plots = resolution_plots(comp)
     style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare</title><style>{style}</style></head><body><table><tr><th>model</th>{head}</tr>{body}</table><ul>{notes}</ul></body></html>\n"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare</title><style>{style}</style></head><body><table><tr><th>model</th>{head}</tr>{body}</table><ul>{notes}</ul>{plots}</body></html>\n"
+
+
+RES_METRIC = re.compile(r"^(?P<metric>.+)@(?P<res>\d+)$")
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def resolution_plots(comp: Comparison) -> str:
+    """Inline SVG line charts of accuracy against test resolution, one per (task, dataset, metric), a line per model."""
+    import html
+
+    groups: dict = {}
+    for col in comp.columns:
+        m = RES_METRIC.match(col[3])
+        if m:
+            groups.setdefault((col[0], col[1], col[2], m["metric"]), []).append((int(m["res"]), col))
+    out = []
+    W, H, P = 480, 280, 44
+    for (task, dataset, split, metric), cols in groups.items():
+        cols.sort()
+        series = {}
+        for model in comp.models:
+            pts = [(r, comp.cells[(model, c)].value) for r, c in cols if (model, c) in comp.cells and comp.cells[(model, c)].value is not None]
+            if pts:
+                series[model] = pts
+        if not series:
+            continue
+        xs = [r for r, _ in cols]
+        ys = [v for pts in series.values() for _, v in pts]
+        x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+        y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1e-9
+        sx = lambda x: P + (x - x0) / (x1 - x0) * (W - 2 * P)  # noqa: E731
+        sy = lambda y: H - P - (y - y0) / (y1 - y0) * (H - 2 * P)  # noqa: E731
+        parts = [f"<line x1='{P}' y1='{H - P}' x2='{W - P}' y2='{H - P}' stroke='#444'/>", f"<line x1='{P}' y1='{P}' x2='{P}' y2='{H - P}' stroke='#444'/>"]
+        parts += [f"<text x='{sx(x):.1f}' y='{H - P + 16}' font-size='11' text-anchor='middle'>{x}</text>" for x in xs]
+        parts += [f"<text x='{P - 4}' y='{sy(v) + 4:.1f}' font-size='11' text-anchor='end'>{100 * v:.1f}</text>" for v in (y0, y1)]
+        for i, (model, pts) in enumerate(series.items()):
+            color = PALETTE[i % len(PALETTE)]
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+            parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{path}'/>")
+            parts += [
+                f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3' fill='{color}'><title>{html.escape(model)} @ {x}px: {100 * y:.2f}</title></circle>"
+                for x, y in pts
+            ]
+            parts.append(f"<text x='{W - P + 4}' y='{P + 14 * i}' font-size='11' fill='{color}'>{html.escape(model)}</text>")
+        title = html.escape(f"{task} · {dataset}/{split}: {metric} accuracy vs resolution")
+        out.append(f"<h3>{title}</h3><svg xmlns='http://www.w3.org/2000/svg' width='{W + 160}' height='{H}'>{''.join(parts)}</svg>")
+    return "".join(out)

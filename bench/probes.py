@@ -78,3 +78,33 @@ def zero_shot_weights(text_features: np.ndarray, num_classes: int, num_templates
     """CLIP's class embeddings: mean of the normalised template embeddings, renormalised."""
     t = l2_normalize(text_features.astype(np.float64)).reshape(num_classes, num_templates, -1)
     return l2_normalize(t.mean(axis=1))
+
+
+def zpe_weights(
+    test_features: np.ndarray,
+    reference_features: np.ndarray,
+    text_features: np.ndarray,
+    num_classes: int,
+    num_templates: int,
+    scale: float = 100.0,
+    temperature: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zero-shot prompt ensembling (Allingham et al., 2023) without labels.
+
+    For prompt p, logits l_p(x)_c = scale · cos(x, t_{c,p}); the pre-training bias of each (p, c)
+    is its mean logit over reference images (a sample of pre-training-like data) and is subtracted;
+    the prompt's score is the mean over test images of the max bias-corrected logit; prompts are
+    weighted by softmax(score / temperature) and the class embedding is the normalised weighted sum
+    of the normalised prompt embeddings. Returns (class embeddings [C, D], weights [P], scores [P]).
+    """
+    t = l2_normalize(text_features.astype(np.float64)).reshape(num_classes, num_templates, -1)
+    x = l2_normalize(test_features.astype(np.float64))
+    r = l2_normalize(reference_features.astype(np.float64))
+    scores = np.empty(num_templates)
+    for p in range(num_templates):
+        bias = scale * (r @ t[:, p].T).mean(axis=0)  # [C]
+        scores[p] = (scale * (x @ t[:, p].T) - bias).max(axis=1).mean()
+    z = scores / temperature
+    w = np.exp(z - z.max())
+    w /= w.sum()
+    return l2_normalize(np.einsum("p,cpd->cd", w, t)), w, scores

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal, Optional
+from dataclasses import replace
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import pandas as pd
@@ -12,13 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bench.data.images import ImageDatasetSpec, ImageSplit, read_lines, dataset_name
 from bench.errors import DataError
 from bench.metrics.classification import topk_accuracy, topk_indices
-from bench.probes import knn_scores, l2_normalize, linear_probe, zero_shot_weights
+from bench.errors import OutputError
+from bench.probes import knn_scores, l2_normalize, linear_probe, zero_shot_weights, zpe_weights
 from bench.suite import ExistingPath
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 CAPS = {
     "head": {"image_logits"},
     "linear_probe": {"image_features"},
+    "few_shot": {"image_features"},
     "knn": {"image_features"},
     "zero_shot": {"image_features", "text_features"},
 }
@@ -39,24 +42,45 @@ class LinearProbeOpts(_Opts):
     max_iter: int = Field(1000, gt=0)
 
 
+class FewShotOpts(_Opts):
+    shots: int = Field(5, gt=0)  # train images per class
+    seeds: int = Field(3, gt=0)  # independent draws (seed, seed+1, …); the mean and std are reported
+    C: float = Field(1.0, gt=0)  # inverse L2 strength: too few shots to sweep it on held-out data
+    max_iter: int = Field(1000, gt=0)
+
+
 class ZeroShotOpts(_Opts):
     templates: Optional[list[str]] = None
     templates_file: Optional[ExistingPath] = None  # one template per line, with {} for the class name
+    weighting: Literal["mean", "zpe"] = "mean"  # CLIP's equal-weight mean, or Allingham et al.'s label-free weights
+    reference: Optional[ImageDatasetSpec] = None  # zpe: pre-training-like images for the bias correction
+    temperature: float = Field(1.0, gt=0)  # zpe: softmax temperature over prompt scores
+
+    @model_validator(mode="after")
+    def _reference(self):
+        if self.weighting == "zpe" and self.reference is None:
+            raise ValueError("weighting 'zpe' needs reference: a dataset of pre-training-like images for its bias correction")
+        return self
 
 
 class ClassificationConfig(TaskConfig):
     type: Literal["classification"]
-    protocol: Literal["head", "linear_probe", "knn", "zero_shot"] = "head"
+    protocol: Literal["head", "linear_probe", "few_shot", "knn", "zero_shot"] = "head"
     dataset: ImageDatasetSpec
     # head only: line i holds the model output index of dataset class i (e.g. ImageNet-R's 200 of 1000)
     label_map: Optional[ExistingPath] = None
     knn: KnnOpts = KnnOpts()
     linear_probe: LinearProbeOpts = LinearProbeOpts()
+    few_shot: FewShotOpts = FewShotOpts()
     zero_shot: ZeroShotOpts = ZeroShotOpts()
+    # fine -> coarse classes: lines "fine,coarse" (class ids or names) or JSON {fine: coarse}; adds coarse/top1
+    hierarchy: Optional[ExistingPath] = None
+    # evaluate at each test resolution (input_size); rows are named top1@<res>. timm ViTs need kwargs {dynamic_img_size: true}
+    resolutions: Optional[list[Annotated[int, Field(gt=0)]]] = None
 
     @model_validator(mode="after")
     def _train_split_needed(self):
-        if self.protocol in ("linear_probe", "knn"):
+        if self.protocol in ("linear_probe", "knn", "few_shot"):
             has_train = getattr(self.dataset, "train_split", None) if self.dataset.format != "list" else self.dataset.train_file
             if not has_train:
                 key = "train_file" if self.dataset.format == "list" else "train_split"
@@ -70,7 +94,7 @@ class ClassificationConfig(TaskConfig):
 class ClassificationTask(Task):
     type = "classification"
     Config = ClassificationConfig
-    description = "top-1/top-5 with protocols head | linear_probe | knn | zero_shot"
+    description = "top-1/top-5 with protocols head | linear_probe | few_shot | knn | zero_shot; resolution sweeps; coarse labels"
 
     @classmethod
     def required_capabilities(cls, cfg: ClassificationConfig) -> frozenset[str]:
@@ -81,7 +105,37 @@ class ClassificationTask(Task):
 
     def evaluate(self, adapter) -> TaskResult:
         cfg = self.cfg
-        test = self._split("test")
+        rows, frames, meta = [], [], {}
+        base = adapter.preprocess
+        try:
+            for res in cfg.resolutions or [None]:
+                if res:
+                    adapter.preprocess = replace(base, input_size=res)
+                test = self._split("test")
+                try:
+                    if cfg.protocol == "few_shot":
+                        r, pred, m = self._few_shot(adapter, test)
+                    else:
+                        scores, m = self._scores(adapter, test)
+                        r, pred = self._rows(scores, test)
+                except (RuntimeError, AssertionError) as e:  # e.g. timm asserting a fixed ViT input size
+                    if not res:
+                        raise
+                    raise OutputError(
+                        f"model '{adapter.args.name}' cannot run at {res}px: {str(e).splitlines()[0]} (timm ViTs need kwargs: {{dynamic_img_size: true}})"
+                    ) from None
+                suffix = f"@{res}" if res else ""
+                for row in r:
+                    row["metric"] += suffix
+                rows += r
+                frames.append(pred.assign(resolution=res) if res else pred)
+                meta.update({f"{k}{suffix}": v for k, v in m.items()})
+        finally:
+            adapter.preprocess = base
+        return TaskResult(rows=rows, predictions=pd.concat(frames, ignore_index=True), meta=meta)
+
+    def _scores(self, adapter, test: ImageSplit) -> tuple[np.ndarray, dict]:
+        cfg = self.cfg
         meta: dict = {}
         if cfg.protocol == "head":
             scores = self.ctx.image_outputs(adapter, test, "image_logits")
@@ -97,11 +151,7 @@ class ClassificationTask(Task):
                     f"model '{adapter.args.name}' has {scores.shape[1]} outputs but dataset has {len(test.classes)} classes; set num_classes or a label_map"
                 )
         elif cfg.protocol in ("linear_probe", "knn"):
-            train = self._split("train")
-            if train.classes != test.classes:
-                raise DataError(f"train split '{train.name}' and test split '{test.name}' have different classes")
-            f_train = self.ctx.image_outputs(adapter, train, "image_features")
-            f_test = self.ctx.image_outputs(adapter, test, "image_features")
+            train, f_train, f_test = self._train_features(adapter, test)
             if cfg.protocol == "knn":
                 scores = knn_scores(f_train, train.labels, f_test, len(test.classes), cfg.knn.k, cfg.knn.temperature)
                 meta = {"k": cfg.knn.k, "temperature": cfg.knn.temperature}
@@ -109,16 +159,33 @@ class ClassificationTask(Task):
                 scores, c, held = linear_probe(f_train, train.labels, f_test, cfg.linear_probe.held_out, cfg.linear_probe.max_iter, self.ctx.seed)
                 meta = {"C": c, "held_out_top1": held}
         else:  # zero_shot
+            z = cfg.zero_shot
             templates = self._templates()
             prompts = [t.format(name) for name in test.class_names for t in templates]
             text = adapter.text_features(prompts).cpu().numpy()
-            weights = zero_shot_weights(text, len(test.classes), len(templates))
-            image = l2_normalize(self.ctx.image_outputs(adapter, test, "image_features").astype(np.float64))
-            scores = 100.0 * image @ weights.T
-            meta = {"templates": len(templates), "templates_sha256": hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16]}
+            image = self.ctx.image_outputs(adapter, test, "image_features")
+            meta = {"templates": len(templates), "templates_sha256": hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16], "weighting": z.weighting}
+            if z.weighting == "zpe":
+                ref = self.ctx.image_outputs(adapter, z.reference.load("test", with_labels=False), "image_features")
+                weights, w, s = zpe_weights(image, ref, text, len(test.classes), len(templates), temperature=z.temperature)
+                meta |= {"prompt_weights": [round(float(x), 6) for x in w], "prompt_scores": [round(float(x), 6) for x in s]}
+            else:
+                weights = zero_shot_weights(text, len(test.classes), len(templates))
+            scores = 100.0 * l2_normalize(image.astype(np.float64)) @ weights.T
+        return scores, meta
 
+    def _train_features(self, adapter, test: ImageSplit):
+        train = self._split("train")
+        if train.classes != test.classes:
+            raise DataError(f"train split '{train.name}' and test split '{test.name}' have different classes")
+        return train, self.ctx.image_outputs(adapter, train, "image_features"), self.ctx.image_outputs(adapter, test, "image_features")
+
+    def _rows(self, scores: np.ndarray, test: ImageSplit) -> tuple[list[dict], pd.DataFrame]:
         top = topk_indices(scores, 5)
         metrics = topk_accuracy(top, test.labels)
+        if self.cfg.hierarchy:
+            coarse = coarse_index(self.cfg.hierarchy, test)
+            metrics["coarse/top1"] = float(np.mean(coarse[top[:, 0]] == coarse[test.labels]))
         preds = pd.DataFrame(
             {
                 "index": np.arange(len(test)),
@@ -128,8 +195,35 @@ class ClassificationTask(Task):
                 "score": scores[np.arange(len(test)), top[:, 0]].astype(np.float64),
             }
         )
-        rows = [{"metric": m, "value": v, "dataset": dataset_name(cfg.dataset), "split": test.name, "n": len(test)} for m, v in metrics.items()]
-        return TaskResult(rows=rows, predictions=preds, meta=meta)
+        rows = [{"metric": m, "value": v, "dataset": dataset_name(self.cfg.dataset), "split": test.name, "n": len(test)} for m, v in metrics.items()]
+        return rows, preds
+
+    def _few_shot(self, adapter, test: ImageSplit) -> tuple[list[dict], pd.DataFrame, dict]:
+        """k shots per class, several seeded draws: mean with the standard deviation over draws as stderr."""
+        from sklearn.linear_model import LogisticRegression
+
+        fs = self.cfg.few_shot
+        train, f_train, f_test = self._train_features(adapter, test)
+        per_seed, frames = [], []
+        for s in range(fs.seeds):
+            rng = np.random.default_rng(self.ctx.seed + s)
+            idx = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[: fs.shots] for c in range(len(train.classes))])
+            clf = LogisticRegression(C=fs.C, max_iter=fs.max_iter)
+            clf.fit(l2_normalize(f_train[idx].astype(np.float64)), train.labels[idx])
+            scores = np.full((len(test), len(test.classes)), -np.inf)
+            scores[:, clf.classes_] = clf.decision_function(l2_normalize(f_test.astype(np.float64))).reshape(len(test), -1)
+            r, pred = self._rows(scores, test)
+            per_seed.append({row["metric"]: row["value"] for row in r})
+            frames.append(pred.assign(draw=s))
+        rows = []
+        for m in per_seed[0]:
+            vals = np.asarray([d[m] for d in per_seed])
+            std = float(vals.std(ddof=1)) if len(vals) > 1 else None
+            rows.append(
+                {"metric": m, "value": float(vals.mean()), "stderr": std, "dataset": dataset_name(self.cfg.dataset), "split": test.name, "n": len(test)}
+            )
+        meta = {"shots": fs.shots, "seeds": fs.seeds, "C": fs.C, "top1_per_draw": [d["top1"] for d in per_seed]}
+        return rows, pd.concat(frames, ignore_index=True), meta
 
     def _templates(self) -> list[str]:
         z = self.cfg.zero_shot
@@ -141,3 +235,30 @@ class ClassificationTask(Task):
         if bad:
             raise DataError(f"zero-shot template {bad[0]!r} has no '{{}}' for the class name")
         return templates
+
+
+def coarse_index(path: str, split: ImageSplit) -> np.ndarray:
+    """For each fine class of the split, the index of its coarse class, from a 'fine,coarse' or JSON mapping."""
+    import json
+
+    if path.endswith(".json"):
+        try:
+            with open(path) as f:
+                mapping = {str(k): str(v) for k, v in json.load(f).items()}
+        except (OSError, ValueError, AttributeError) as e:
+            raise DataError(f"{path}: cannot read the fine->coarse JSON mapping: {e}") from None
+    else:
+        mapping = {}
+        for n, line in enumerate(read_lines(path), 1):
+            parts = [p.strip() for p in line.replace("\t", ",").split(",")]
+            if len(parts) != 2:
+                raise DataError(f"{path}: line {n}: expected 'fine,coarse'")
+            mapping[parts[0]] = parts[1]
+    coarse, missing = [], []
+    for cid, name in zip(split.classes, split.class_names):
+        c = mapping.get(str(cid), mapping.get(str(name)))
+        (coarse if c is not None else missing).append(c if c is not None else cid)
+    if missing:
+        raise DataError(f"{path}: no coarse class for {len(missing)} fine classes ({', '.join(map(str, missing[:3]))})")
+    names = sorted(set(coarse))
+    return np.asarray([names.index(c) for c in coarse])
