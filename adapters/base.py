@@ -186,6 +186,8 @@ class Adapter:
 
     def metadata(self) -> dict[str, Any]:
         meta = {"checkpoint_sha256": self.checkpoint_sha256}
+        if getattr(self, "soup", None):  # provenance of a model soup: ingredients, their order, what was kept
+            meta["soup"] = self.soup
         report = getattr(self, "key_report", None)
         if report and (report["missing_keys"] or report["unexpected_keys"]):  # a non-strict load: say what did not match
             meta["checkpoint_keys"] = {

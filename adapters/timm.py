@@ -9,6 +9,7 @@ from pydantic import Field
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
+from adapters.soup import SoupSpec, cook
 from bench.suite import ExistingPath
 
 SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
@@ -24,6 +25,7 @@ class TimmArgs(AdapterArgs):
     strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)
     num_classes: Optional[int] = Field(None, ge=0)
     kwargs: dict[str, Any] = {}  # passed to timm.create_model, e.g. {img_size: 64}
+    soup: Optional[SoupSpec] = None  # average several fine-tuned checkpoints (uniform or greedy) instead of one checkpoint
     preprocess: PreprocessArgs = PreprocessArgs()
 
 
@@ -69,6 +71,14 @@ class TimmAdapter(Adapter):
             self.load_weights(model, f"timm '{args.arch}'")
         self.preprocess = args.preprocess.apply(timm_preprocess(model, create_kw))
         self.model = self._prepare_module(model)
+        self.soup = None
+        if args.soup:
+            if args.checkpoint:
+                from bench.errors import CheckpointError
+
+                raise CheckpointError(f"model '{args.name}': give checkpoint or soup, not both")
+            self.soup = cook(self, self.model, args.soup, f"timm '{args.arch}'")
+            self.checkpoint_sha256 = self.soup["sha256"]
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
