@@ -193,10 +193,28 @@ def compare(
     task: Optional[str] = typer.Option(None, help="Only these tasks (comma-separated globs)."),
     dataset: Optional[str] = typer.Option(None, help="Only these datasets, e.g. 'near,far' for OOD group means."),
     metric: Optional[str] = typer.Option(None, help="Only these metrics, e.g. 'top1' or 'AUROC,FPR95'."),
+    rank: bool = typer.Option(False, "--rank", help="One ranking across tasks: per-task z-scores of each task's headline metric and the mean rank."),
 ):
     """Show models × (task, metric): best per column marked, deltas against a baseline, † where not comparable."""
     from bench import compare as cmp
 
+    if rank:
+        from bench import ranking
+
+        try:
+            df = cmp.load_rows([str(p) for p in results])
+            df = df[cmp._keep(df.task, task)]
+            r = ranking.rank(df)
+        except BenchError as e:
+            _fail(e)
+        render = {Fmt.csv: ranking.render_ranking_csv, Fmt.html: ranking.render_ranking_html}.get(fmt, ranking.render_ranking_markdown)
+        text = render(r)
+        if output:
+            output.write_text(text)
+            err.print(f"wrote {output}")
+        else:
+            sys.stdout.write(text)
+        return
     try:
         comp = cmp.build([str(p) for p in results], baseline, task=task, dataset=dataset, metric=metric)
     except BenchError as e:
