@@ -15,6 +15,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bench.data.images import ImageDatasetSpec
 from bench.errors import CheckpointError
 from bench.suite import ExistingPath
 
@@ -23,18 +24,12 @@ class SoupSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     checkpoints: list[ExistingPath] = Field(min_length=1)
     method: Literal["uniform", "greedy"] = "uniform"
-    held_out: Optional[dict] = None  # greedy: a labelled image dataset (any `dataset:` format) to rank and accept ingredients
+    held_out: Optional[ImageDatasetSpec] = None  # greedy: a labelled image dataset to rank and accept ingredients
 
     @model_validator(mode="after")
     def _held_out(self):
         if self.method == "greedy" and self.held_out is None:
             raise ValueError("a greedy soup needs held_out: a labelled dataset to rank and accept ingredients")
-        if self.held_out is not None:
-            from pydantic import TypeAdapter
-
-            from bench.data.images import ImageDatasetSpec
-
-            TypeAdapter(ImageDatasetSpec).validate_python(self.held_out)  # fail at validation, not mid-run
         return self
 
 
@@ -52,13 +47,12 @@ def _load(adapter, module: torch.nn.Module, sd: dict, path: str, what: str) -> N
     fit_state_dict(module, sd, path, what, strict=getattr(adapter.args, "strict", True))
 
 
-def held_out_top1(adapter, spec: dict) -> float:
-    from pydantic import TypeAdapter
+def held_out_top1(adapter, spec) -> float:
     from torch.utils.data import DataLoader
 
-    from bench.data.images import ImageDataset, ImageDatasetSpec, eval_transform
+    from bench.data.images import ImageDataset, eval_transform
 
-    split = TypeAdapter(ImageDatasetSpec).validate_python(spec).load("test")
+    split = spec.load("test")
     pre = adapter.preprocess
     loader = DataLoader(ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation)), batch_size=64, num_workers=0)
     hits = 0

@@ -98,7 +98,7 @@ def test_greedy_soup_ranks_then_keeps_only_what_does_not_hurt(tmp_path, colors):
     u = adapter(soup={"checkpoints": [bad, good, medium]})
     from adapters.soup import held_out_top1
 
-    assert held_out_top1(u, held_out) == 0.0
+    assert held_out_top1(u, s.args.soup.held_out) == 0.0
     json.dumps(info)  # provenance is JSON-ready for the rows' meta
 
 
