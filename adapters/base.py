@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, Optional
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.errors import OutputError
+from bench.errors import CheckpointError, OutputError
 from bench.registry import Registry
 
 # Capability names shared by adapters and tasks (shared/ARCHITECTURE.md).
@@ -183,6 +183,19 @@ class Adapter:
         report: dict = {}
         self.checkpoint_sha256 = load_checkpoint(module, a.checkpoint, a.sha256, what, getattr(a, "key_map", None), getattr(a, "strict", True), report)
         self.key_report = report
+
+    def cook_soup(self, what: str) -> None:
+        """If args.soup is set, average its ingredients into self.model (adapters.soup) and keep the provenance."""
+        spec = getattr(self.args, "soup", None)
+        self.soup = None
+        if spec is None:
+            return
+        if self.args.checkpoint:
+            raise CheckpointError(f"model '{self.args.name}': give checkpoint or soup, not both")
+        from adapters.soup import cook
+
+        self.soup = cook(self, self.model, spec, what)
+        self.checkpoint_sha256 = self.soup["sha256"]
 
     def metadata(self) -> dict[str, Any]:
         meta = {"checkpoint_sha256": self.checkpoint_sha256}

@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
-from adapters.soup import SoupSpec, cook
+from adapters.soup import SoupSpec
 from adapters.timm import SHA256
 from bench.errors import OutputError
 from bench.suite import ExistingPath
@@ -88,14 +88,7 @@ class PythonAdapter(Adapter):
             self.load_weights(model, f"factory '{args.factory}'")
         self.preprocess = args.preprocess.apply(Preprocess())
         self.model = self._prepare_module(model)
-        self.soup = None
-        if args.soup:
-            if args.checkpoint:
-                from bench.errors import CheckpointError
-
-                raise CheckpointError(f"model '{args.name}': give checkpoint or soup, not both")
-            self.soup = cook(self, self.model, args.soup, f"factory '{args.factory}'")
-            self.checkpoint_sha256 = self.soup["sha256"]
+        self.cook_soup(f"factory '{args.factory}'")
 
     def _check(self, out: torch.Tensor, what: str) -> torch.Tensor:
         if out.ndim != 2:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
-from adapters.soup import SoupSpec, cook
+from adapters.soup import SoupSpec
 from bench.suite import ExistingPath
 
 SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
@@ -71,14 +71,7 @@ class TimmAdapter(Adapter):
             self.load_weights(model, f"timm '{args.arch}'")
         self.preprocess = args.preprocess.apply(timm_preprocess(model, create_kw))
         self.model = self._prepare_module(model)
-        self.soup = None
-        if args.soup:
-            if args.checkpoint:
-                from bench.errors import CheckpointError
-
-                raise CheckpointError(f"model '{args.name}': give checkpoint or soup, not both")
-            self.soup = cook(self, self.model, args.soup, f"timm '{args.arch}'")
-            self.checkpoint_sha256 = self.soup["sha256"]
+        self.cook_soup(f"timm '{args.arch}'")
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
