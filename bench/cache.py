@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -31,9 +32,11 @@ class OutputCache:
             return None
         p = self.path(key)
         try:
-            return np.load(p, allow_pickle=False)
+            out = np.load(p, allow_pickle=False)
         except (OSError, ValueError):  # absent, or a torn file from a killed writer: recompute
             return None
+        _touch(p)
+        return out
 
     def put(self, key: str, value: np.ndarray) -> None:
         if self.enabled:
@@ -43,10 +46,13 @@ class OutputCache:
     def get_json(self, key: str):
         if not self.enabled:
             return None
+        p = self.path(key).with_suffix(".json")
         try:
-            return json.loads(self.path(key).with_suffix(".json").read_text())
+            out = json.loads(p.read_text())
         except (OSError, ValueError):
             return None
+        _touch(p)
+        return out
 
     def put_json(self, key: str, value) -> None:
         if self.enabled:
@@ -63,3 +69,82 @@ class OutputCache:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _touch(p: Path) -> None:
+    """Mark an entry used, so pruning by age removes what no run has read lately."""
+    try:
+        os.utime(p)
+    except OSError:
+        pass
+
+
+@dataclass
+class Entry:
+    path: Path
+    kind: str  # outputs | datasets | other
+    size: int  # bytes
+    mtime: float  # last written or read
+
+
+def _tree_size(p: Path) -> tuple[int, float]:
+    if p.is_file():
+        st = p.stat()
+        return st.st_size, st.st_mtime
+    size, newest = 0, p.stat().st_mtime
+    for f in p.rglob("*"):
+        if f.is_file():
+            st = f.stat()
+            size += st.st_size
+            newest = max(newest, st.st_mtime)
+    return size, newest
+
+
+def entries(root: Optional[Path] = None) -> list[Entry]:
+    """Everything under the cache root: one entry per output file and per generated dataset folder."""
+    root = Path(root) if root else cache_dir()
+    out: list[Entry] = []
+    for f in sorted((root / "outputs").glob("*/*")):
+        if f.suffix in (".npy", ".json"):
+            st = f.stat()
+            out.append(Entry(f, "outputs", st.st_size, st.st_mtime))
+    if (root / "datasets").is_dir():
+        for d in sorted((root / "datasets").iterdir()):
+            size, mtime = _tree_size(d)
+            out.append(Entry(d, "datasets", size, mtime))
+    return out
+
+
+def prune(items: list[Entry], older_than_days: Optional[float] = None, max_bytes: Optional[int] = None, now: Optional[float] = None) -> list[Entry]:
+    """The entries to delete: those unused for longer than the age, then the oldest until the rest fits max_bytes."""
+    import time
+
+    now = now if now is not None else time.time()
+    doomed = [e for e in items if older_than_days is not None and now - e.mtime > older_than_days * 86400]
+    if max_bytes is not None:
+        keep = sorted((e for e in items if e not in doomed), key=lambda e: e.mtime)
+        total = sum(e.size for e in keep)
+        for e in keep:
+            if total <= max_bytes:
+                break
+            doomed.append(e)
+            total -= e.size
+    return doomed
+
+
+def remove(e: Entry) -> None:
+    import shutil
+
+    if e.path.is_dir():
+        shutil.rmtree(e.path, ignore_errors=True)
+    else:
+        e.path.unlink(missing_ok=True)
+
+
+def parse_size(text: str) -> int:
+    """'500M', '5G', '1.5T' or a byte count."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().rstrip("B")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(float(t))

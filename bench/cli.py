@@ -322,6 +322,75 @@ def export_ego4d(
         out.print(f"wrote {path} ({n} predictions)")
 
 
+cache_app = typer.Typer(
+    help="Inspect and prune the cache of model outputs and generated datasets ($BENCH_CACHE, default ~/.cache/bench).", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+@cache_app.command("ls")
+def cache_ls(datasets: bool = typer.Option(False, "--datasets", help="Also list each generated dataset folder.")):
+    """Entries, size and age of the output cache (features, logits, detections) and the generated datasets."""
+    import datetime as dt
+
+    from bench import cache
+    from bench.data.images import cache_dir
+
+    items = cache.entries()
+    t = Table(title=f"cache: {cache_dir()}")
+    for c in ("kind", "entries", "size", "oldest use", "newest use"):
+        t.add_column(c, justify="right" if c in ("entries", "size") else "left")
+    for kind in ("outputs", "datasets"):
+        group = [e for e in items if e.kind == kind]
+        when = lambda x: dt.datetime.fromtimestamp(x).strftime("%Y-%m-%d %H:%M") if group else ""  # noqa: E731
+        t.add_row(
+            kind,
+            str(len(group)),
+            _human(sum(e.size for e in group)),
+            when(min((e.mtime for e in group), default=0)),
+            when(max((e.mtime for e in group), default=0)),
+        )
+    out.print(t)
+    if datasets:
+        for e in items:
+            if e.kind == "datasets":
+                out.print(f"  {e.path.name}: {_human(e.size)}")
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Optional[float] = typer.Option(None, "--older-than", min=0, help="Delete entries not written or read for this many days."),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help="Then delete the least recently used until the cache fits, e.g. 20G."),
+    datasets: bool = typer.Option(False, "--datasets", help="Also prune generated datasets (default: model outputs only)."),
+    all_: bool = typer.Option(False, "--all", help="Delete every selected entry."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
+):
+    """Delete cache entries by age and/or total size; everything in the cache is safe to delete (it is recomputed)."""
+    from bench import cache
+
+    if older_than is None and max_size is None and not all_:
+        _fail(BenchError("say what to prune: --older-than DAYS, --max-size SIZE or --all"))
+    try:
+        limit = cache.parse_size(max_size) if max_size else None
+    except ValueError:
+        _fail(BenchError(f"--max-size: cannot read '{max_size}' (e.g. 500M, 20G)"))
+    items = [e for e in cache.entries() if e.kind == "outputs" or (datasets and e.kind == "datasets")]
+    doomed = list(items) if all_ else cache.prune(items, older_than, limit)
+    freed = sum(e.size for e in doomed)
+    if not dry_run:
+        for e in doomed:
+            cache.remove(e)
+    out.print(f"{'would delete' if dry_run else 'deleted'} {len(doomed)} of {len(items)} entries, {_human(freed)}")
+
+
 def _tolerances(suite: Optional[Path], results: list[Path]) -> dict[str, float]:
     if suite:
         from bench.suite import load_suite

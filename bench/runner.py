@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 import sys
 import time
@@ -61,6 +62,38 @@ class RunSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
+def is_oom(e: BaseException) -> bool:
+    import torch
+
+    text = str(e).lower()
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+class BatchSizes:
+    """Batch sizes that fit, remembered per (model, device type, precision, input size, capability)
+    in $BENCH_CACHE/batch_sizes.json, so `batch_size: auto` starts from what worked last time."""
+
+    def __init__(self, path: Optional[Path] = None):
+        from bench.data.images import cache_dir
+
+        self.path = Path(path) if path else cache_dir() / "batch_sizes.json"
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, key: str, default: int) -> int:
+        return int(self._read().get(key, default))
+
+    def put(self, key: str, value: int) -> None:
+        data = self._read()
+        if data.get(key) != value:
+            data[key] = value
+            write_json(self.path, data)
+
+
 def _as_lists(batch):
     """Detection batches stay lists: images keep their own sizes."""
     return [b[0] for b in batch], [b[1] for b in batch]
@@ -79,6 +112,7 @@ class Runner:
     ):
         self.suite, self.plan, self.force = suite, plan, force
         self.cache = cache or OutputCache()
+        self.batch_sizes = BatchSizes()
         self.suite_dir = Path(out) / suite.name
         # sorts by start time to the microsecond; the random tail keeps concurrent runs apart
         self.run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S.%f}-{secrets.token_hex(2)}"
@@ -148,18 +182,34 @@ class Runner:
         both = capability in PAIR and PAIR <= adapter.capabilities and hasattr(adapter, "features_and_logits")
         fn = adapter.features_and_logits if both else getattr(adapter, capability)
         s = self.job.settings
-        bs = self.batch_used = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
         pre = adapter.preprocess
+        remember = short_hash({"m": self.job.model.model_dump(), "d": adapter.device.type, "p": adapter.precision, "size": pre.input_size, "cap": capability})
+        bs = s.batch_size if s.batch_size != "auto" else self.batch_sizes.get(remember, AUTO_BATCH[adapter.device.type])
         ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
-        loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
         bar = self._progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if self._progress else None
         chunks = []
+        done = 0
         t0 = time.perf_counter()
-        for images, _ in loader:
-            out = fn(images, **kwargs)
-            chunks.append(tuple(o.cpu().numpy() for o in out) if both else out.cpu().numpy())
-            if bar is not None:
-                self._progress.advance(bar, len(images))
+        while done < len(ds):
+            rest = torch.utils.data.Subset(ds, range(done, len(ds)))
+            loader = DataLoader(rest, batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
+            try:
+                for images, _ in loader:
+                    out = fn(images, **kwargs)
+                    chunks.append(tuple(o.cpu().numpy() for o in out) if both else out.cpu().numpy())
+                    done += len(images)
+                    if bar is not None:
+                        self._progress.advance(bar, len(images))
+            except Exception as e:  # out of memory: halve the batch and go on from where it stopped
+                if not is_oom(e) or bs == 1:
+                    raise
+                bs = max(1, bs // 2)
+                if adapter.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.console.print(f"[yellow]out of memory[/]: {self.job.key}: retrying {split.name} from item {done} with batch size {bs}")
+        self.batch_used = bs
+        if s.batch_size == "auto":
+            self.batch_sizes.put(remember, bs)
         if adapter.device.type == "cuda":
             torch.cuda.synchronize()
         self.forward_s += time.perf_counter() - t0
@@ -268,7 +318,35 @@ class Runner:
             return JobOutcome(job, "failed", error=msg, wall_s=wall)
 
     # ---------------------------------------------------------------- all jobs
+    def _lock(self):
+        """An exclusive lock on OUT/<suite>/.lock for the whole run; the OS drops it if the process dies."""
+        import fcntl
+
+        self.suite_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.suite_dir / ".lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            from bench.errors import BenchError
+
+            raise BenchError(f"{self.suite_dir}: {holder} is writing these results; wait for it to finish, or pass another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"bench run {self.run_id} (pid {os.getpid()})")
+        f.flush()
+        return f
+
     def run(self, device: str = "auto") -> RunSummary:
+        lock = self._lock()
+        try:
+            return self._run(device)
+        finally:
+            lock.close()  # closing the descriptor releases the flock
+
+    def _run(self, device: str) -> RunSummary:
         device = resolve_device(device)
         outcomes: list[JobOutcome] = []
         todo = []

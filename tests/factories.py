@@ -27,3 +27,22 @@ def tiny(num_classes: int = 3):
 
 def nan_logits(num_classes: int = 3):
     return Tiny(num_classes, nan=True)
+
+
+class OomTiny(Tiny):
+    """Raises the CUDA out-of-memory error for batches above `fits`, as a too-large batch would."""
+
+    def __init__(self, num_classes: int = 3, fits: int = 4):
+        super().__init__(num_classes)
+        self.fits = fits
+
+    def forward(self, x):
+        import torch
+
+        if x.shape[0] > self.fits:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {x.shape[0]} images")
+        return super().forward(x)
+
+
+def oom_tiny(num_classes: int = 3, fits: int = 4):
+    return OomTiny(num_classes, fits)

@@ -212,3 +212,51 @@ def test_bf16_autocast_on_cpu(small_folder, make_suite, tmp_path):
     assert r.exit_code == 0, r.output
     rows = rows_of(tmp_path / "o")
     assert (rows.precision == "bf16").all() and (rows.status == "ok").all()
+
+
+def test_second_run_on_the_same_results_is_refused_while_the_first_holds_the_lock(small_folder, make_suite, tmp_path):
+    import fcntl
+
+    suite = make_suite(suite_text(small_folder))
+    out = tmp_path / "results"
+    (out / "t").mkdir(parents=True)
+    with open(out / "t" / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("bench run 20260101T000000-abcd (pid 4242)")
+        held.flush()
+        r = run(suite, "--out", out)
+        assert r.exit_code == 2 and "bench run 20260101T000000-abcd (pid 4242) is writing these results" in r.output
+        assert not list((out / "t").glob("*/rows/*.parquet"))  # nothing was written
+    r = run(suite, "--out", out)  # released: the run goes ahead
+    assert r.exit_code == 0, r.output
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(small_folder, make_suite, tmp_path, bench_cache):
+    oom = f"""\
+name: t
+defaults: {{device: cpu, batch_size: auto, num_workers: 0, seed: 0}}
+models:
+  - name: oom
+    adapter: python
+    factory: tests.factories:oom_tiny
+    python_path: [{TESTS.parent}]
+    kwargs: {{fits: 5}}
+    capabilities: [image_logits]
+    preprocess: {{input_size: 16}}
+tasks:
+  - name: head
+    type: classification
+    dataset: {{format: imagefolder, root: {small_folder}, train_split: train}}
+"""
+    (bench_cache / "batch_sizes.json").unlink(missing_ok=True)
+    r = run(make_suite(oom), "--out", tmp_path / "a", "--no-cache")
+    assert r.exit_code == 0, r.output
+    assert "out of memory" in r.output and "batch size 4" in r.output  # 64 -> 32 -> 16 -> 8 -> 4 fits
+    rows = pd.read_parquet(next((tmp_path / "a").glob("t/*/rows/*.parquet")))
+    assert (rows.batch_size == 4).all() and (rows.status == "ok").all()
+    import json
+
+    assert 4 in json.loads((bench_cache / "batch_sizes.json").read_text()).values()
+    # the next run starts from the remembered size: no out-of-memory on the way
+    r = run(make_suite(oom), "--out", tmp_path / "b", "--no-cache")
+    assert r.exit_code == 0 and "out of memory" not in r.output
