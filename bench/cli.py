@@ -61,6 +61,8 @@ def run(
     force: bool = typer.Option(False, "--force", help="Rerun jobs whose rows already exist."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded jobs (and skipped pairs) without running."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the output cache ($BENCH_CACHE/outputs)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Run jobs on N CPU worker processes (each with its share of the cores)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU: a count (8) or ids (0,3,5), pinned with CUDA_VISIBLE_DEVICES."),
 ):
     """Run every model × task job of a suite, resuming where earlier runs stopped."""
     from bench.jobs import expand
@@ -95,8 +97,9 @@ def run(
         for (model, reason), tasks in grouped.items():
             out.print(f"skipped: {model} × {', '.join(tasks)}: {reason}")
         return
+    boot = {"suite": str(suite), "settings": settings.model_dump(), "cache": not no_cache}
     try:
-        summary = runner.run(settings.device)
+        summary = runner.run(settings.device, workers=workers, gpus=gpus, boot=boot)
     except BenchError as e:
         _fail(e)
     _print_summary(summary)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -317,6 +318,25 @@ class Runner:
             write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [row])
             return JobOutcome(job, "failed", error=msg, wall_s=wall)
 
+    def record_failure(self, job: Job, msg: str, device: str) -> None:
+        """A failed row for a job whose process could not write one (its worker died)."""
+        s = job.settings
+        row = {
+            "suite": self.suite.name,
+            "model": job.model.name,
+            "task": job.task.name,
+            "run_id": self.run_id,
+            "job_hash": job.job_hash,
+            "task_hash": job.task_hash,
+            "device": device,
+            "precision": s.precision,
+            "seed": s.seed,
+            "status": "failed",
+            "error": msg,
+            **environment(),
+        }
+        write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [row])
+
     # ---------------------------------------------------------------- all jobs
     def _lock(self):
         """An exclusive lock on OUT/<suite>/.lock for the whole run; the OS drops it if the process dies."""
@@ -339,22 +359,74 @@ class Runner:
         f.flush()
         return f
 
-    def run(self, device: str = "auto") -> RunSummary:
+    def run(self, device: str = "auto", workers: int = 1, gpus: Optional[str] = None, boot: Optional[dict] = None) -> RunSummary:
+        """Run the plan in this process, or on a pool of `workers` CPU processes / one process per GPU in `gpus`."""
         lock = self._lock()
         try:
+            if workers > 1 or gpus:
+                return self._run_pool(workers, gpus, boot)
             return self._run(device)
         finally:
             lock.close()  # closing the descriptor releases the flock
 
-    def _run(self, device: str) -> RunSummary:
-        device = resolve_device(device)
-        outcomes: list[JobOutcome] = []
-        todo = []
+    def _todo(self) -> tuple[list, list]:
+        outcomes, todo = [], []
         for job in self.plan.jobs:
             if not self.force and self.existing_rows(job):
                 outcomes.append(JobOutcome(job, "skipped"))
             else:
                 todo.append(job)
+        return outcomes, todo
+
+    def _run_pool(self, workers: int, gpus: Optional[str], boot: dict) -> RunSummary:
+        from bench.pool import run_pool, worker_specs
+
+        specs = worker_specs(workers, gpus)
+        device = specs[0].device
+        outcomes, todo = self._todo()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_run_json(device, outcomes, todo)
+        boot = {**boot, "run_id": self.run_id, "out": str(self.suite_dir.parent)}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            jobs_bar = progress.add_task(f"[bold]{self.suite.name}[/] jobs on {len(specs)} workers", total=len(todo))
+            lines: dict = {}
+
+            def on_event(kind, wid, job, outcome):
+                if kind == "start":
+                    if wid not in lines:
+                        lines[wid] = progress.add_task("", total=None)
+                    progress.update(lines[wid], description=f"  worker {wid} ({specs[wid % len(specs)].env.get('CUDA_VISIBLE_DEVICES') or 'cpu'}): {job.key}")
+                elif kind == "retry":
+                    progress.console.print(f"[yellow]retry[/] {job.key}: {outcome}")
+                else:
+                    path = self.run_dir / "rows" / f"{job.job_hash}.parquet"
+                    if outcome.status == "ok" and path.exists():  # for the summary table
+                        recs = pd.read_parquet(path).to_dict("records")
+                        outcome.rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in recs]
+                    outcomes.append(outcome)
+                    if outcome.status == "failed":
+                        progress.console.print(f"[red]FAILED[/] {job.key}: {outcome.error}")
+                    if wid in lines:
+                        progress.update(lines[wid], description=f"  worker {wid}: idle")
+                    progress.advance(jobs_bar)
+                    self._write_run_json(device, outcomes, [])
+
+            run_pool(self, todo, specs, boot, on_event)
+            for t in lines.values():
+                progress.remove_task(t)
+        self._write_leaderboard()
+        return RunSummary(self.run_dir, outcomes)
+
+    def _write_leaderboard(self) -> None:
+        try:
+            write_frame(self.suite_dir / "leaderboard.parquet", load_rows([self.suite_dir]))
+        except Exception as e:  # the rows are safe; only the convenience union failed
+            self.console.print(f"[yellow]warning[/]: could not write {self.suite_dir / 'leaderboard.parquet'}: {one_line(e)}")
+
+    def _run(self, device: str) -> RunSummary:
+        device = resolve_device(device)
+        outcomes, todo = self._todo()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_run_json(device, outcomes, todo)
         # group by model so each model is built once
@@ -375,10 +447,7 @@ class Runner:
             progress.update(jobs_bar, description=f"[bold]{self.suite.name}[/] done")
         self._progress = None
         self._adapter, self._memo = None, {}
-        try:
-            write_frame(self.suite_dir / "leaderboard.parquet", load_rows([self.suite_dir]))
-        except Exception as e:  # the rows are safe; only the convenience union failed
-            self.console.print(f"[yellow]warning[/]: could not write {self.suite_dir / 'leaderboard.parquet'}: {one_line(e)}")
+        self._write_leaderboard()
         return RunSummary(self.run_dir, outcomes)
 
     def _write_run_json(self, device: str, outcomes: list[JobOutcome], pending: list[Job]) -> None:

@@ -46,3 +46,22 @@ class OomTiny(Tiny):
 
 def oom_tiny(num_classes: int = 3, fits: int = 4):
     return OomTiny(num_classes, fits)
+
+
+def die_once(marker: str, num_classes: int = 3):
+    """Kills its own process the first time it is built (a worker lost to the OOM killer), works after."""
+    import os
+    import signal
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).write_text("died once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return Tiny(num_classes)
+
+
+def always_die(num_classes: int = 3):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
