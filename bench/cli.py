@@ -98,10 +98,17 @@ def run(
             out.print(f"skipped: {model} × {', '.join(tasks)}: {reason}")
         return
     boot = {"suite": str(suite), "settings": settings.model_dump(), "cache": not no_cache}
+    from bench.dist import init_from_env, world
+
+    device_ = init_from_env(settings.device)  # under torchrun: join the group, one device per rank
+    if world()[0] != 0:
+        runner.console = Console(stderr=True, quiet=True)
     try:
-        summary = runner.run(settings.device, workers=workers, gpus=gpus, boot=boot)
+        summary = runner.run(device_, workers=workers, gpus=gpus, boot=boot)
     except BenchError as e:
         _fail(e)
+    if world()[0] != 0:
+        return
     _print_summary(summary)
     if summary.failed:
         raise typer.Exit(1)

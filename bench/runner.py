@@ -120,6 +120,7 @@ class Runner:
         self.run_dir = self.suite_dir / self.run_id
         self.console = console or Console(stderr=True)
         self.argv = argv if argv is not None else sys.argv
+        self.writer = True  # False on torch.distributed ranks other than 0
         self._adapter = None
         self._adapter_key = None
         self._memo: dict = {}
@@ -165,13 +166,14 @@ class Runner:
     def image_outputs(self, adapter, split, capability: str, **kwargs) -> np.ndarray:
         """Batched outputs for a split, computed once per (model, inputs, preprocess, capability, kwargs).
 
-        Kept in memory for the run and on disk in the output cache across runs. Features and
-        logits come from one forward pass when the adapter can give both.
+        Kept in memory for the run and on disk in the output cache across runs, whole and in blocks
+        of BLOCK items (so a killed run resumes mid-split, and torch.distributed ranks each compute
+        their blocks). Features and logits come from one forward pass when the adapter gives both.
         """
         import torch
-        from torch.utils.data import DataLoader
 
         from bench.data.images import ImageDataset, eval_transform
+        from bench.dist import BLOCK, all_gather, world
 
         key = self._output_key(adapter, split, capability, kwargs)
         if key in self._memo:
@@ -181,23 +183,69 @@ class Runner:
             self._memo[key] = cached
             return cached
         both = capability in PAIR and PAIR <= adapter.capabilities and hasattr(adapter, "features_and_logits")
+        caps = ("image_features", "image_logits") if both else (capability,)
+        keys = [self._output_key(adapter, split, c, kwargs) for c in caps]
         fn = adapter.features_and_logits if both else getattr(adapter, capability)
+        pre = adapter.preprocess
+        ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
+        bar = self._progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if self._progress else None
+        rank, size = world()
+        n_blocks = -(-len(ds) // BLOCK)
+        mine, error = {}, None
+        t0 = time.perf_counter()
+        try:
+            for b in range(rank, n_blocks, size):
+                bkeys = [short_hash({"k": k, "block": b, "size": BLOCK}) for k in keys]
+                got = [self.cache.get(k) for k in bkeys]
+                if any(g is None for g in got):
+                    got = self._forward(adapter, fn, ds, b * BLOCK, min(len(ds), (b + 1) * BLOCK), both, kwargs, bar, capability)
+                    for k, g in zip(bkeys, got):
+                        self.cache.put(k, g)
+                elif bar is not None:
+                    self._progress.advance(bar, min(len(ds), (b + 1) * BLOCK) - b * BLOCK)
+                mine[b] = got
+        except Exception as e:
+            if size == 1:
+                raise
+            error = one_line(e)  # every rank still reaches the gather, so none waits for a dead peer
+        gathered = all_gather((error, mine))
+        errors = [e for e, _ in gathered if e]
+        if errors:
+            from bench.errors import OutputError
+
+            raise OutputError(errors[0])
+        blocks = {b: g for _, m in gathered for b, g in m.items()}
+        if adapter.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.forward_s += time.perf_counter() - t0
+        if bar is not None:
+            self._progress.remove_task(bar)
+        results = {}
+        for i, k in enumerate(keys):
+            parts = [blocks[b][i] for b in range(n_blocks)]
+            results[k] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+            self._memo[k] = results[k]
+            if rank == 0:
+                self.cache.put(k, results[k])
+        return results[key]
+
+    def _forward(self, adapter, fn, ds, lo: int, hi: int, both: bool, kwargs: dict, bar, capability: str) -> list[np.ndarray]:
+        """Outputs for items lo..hi; an out-of-memory error halves the batch and continues where it stopped."""
+        import torch
+        from torch.utils.data import DataLoader, Subset
+
         s = self.job.settings
         pre = adapter.preprocess
         remember = short_hash({"m": self.job.model.model_dump(), "d": adapter.device.type, "p": adapter.precision, "size": pre.input_size, "cap": capability})
         bs = s.batch_size if s.batch_size != "auto" else self.batch_sizes.get(remember, AUTO_BATCH[adapter.device.type])
-        ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
-        bar = self._progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if self._progress else None
         chunks = []
-        done = 0
-        t0 = time.perf_counter()
-        while done < len(ds):
-            rest = torch.utils.data.Subset(ds, range(done, len(ds)))
-            loader = DataLoader(rest, batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
+        done = lo
+        while done < hi:
+            loader = DataLoader(Subset(ds, range(done, hi)), batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
             try:
                 for images, _ in loader:
                     out = fn(images, **kwargs)
-                    chunks.append(tuple(o.cpu().numpy() for o in out) if both else out.cpu().numpy())
+                    chunks.append(tuple(o.cpu().numpy() for o in out) if both else (out.cpu().numpy(),))
                     done += len(images)
                     if bar is not None:
                         self._progress.advance(bar, len(images))
@@ -207,26 +255,12 @@ class Runner:
                 bs = max(1, bs // 2)
                 if adapter.device.type == "cuda":
                     torch.cuda.empty_cache()
-                self.console.print(f"[yellow]out of memory[/]: {self.job.key}: retrying {split.name} from item {done} with batch size {bs}")
+                self.console.print(f"[yellow]out of memory[/]: {self.job.key}: retrying from item {done} with batch size {bs}")
         self.batch_used = bs
         if s.batch_size == "auto":
             self.batch_sizes.put(remember, bs)
-        if adapter.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.forward_s += time.perf_counter() - t0
-        self.samples += len(ds)
-        if bar is not None:
-            self._progress.remove_task(bar)
-        results = {}
-        if both:
-            for i, cap in enumerate(("image_features", "image_logits")):
-                results[self._output_key(adapter, split, cap, kwargs)] = np.concatenate([c[i] for c in chunks])
-        else:
-            results[key] = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-        for k, v in results.items():
-            self._memo[k] = v
-            self.cache.put(k, v)
-        return results[key]
+        self.samples += hi - lo
+        return [np.concatenate([c[i] for c in chunks]) for i in range(2 if both else 1)]
 
     def detections(self, adapter, split, image_ids: list, **kwargs) -> list[dict]:
         """Per-image detections (JSON-ready lists) for the given images of a DetectionSplit, cached like image_outputs."""
@@ -305,9 +339,10 @@ class Runner:
                 }
                 for r in result.rows
             ]
-            if not result.predictions.empty:
+            if self.writer and not result.predictions.empty:
                 write_frame(self.run_dir / "predictions" / f"{job.job_hash}.parquet", result.predictions)
-            write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", rows)
+            if self.writer:
+                write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", rows)
             for w in result.meta.get("warnings", []):  # counted, never silent: e.g. missing predictions
                 self.console.print(f"[yellow]warning[/] {job.key}: {w}")
             return JobOutcome(job, "ok", rows=rows, wall_s=wall)
@@ -315,7 +350,8 @@ class Runner:
             msg = one_line(e)
             wall = time.perf_counter() - t0
             row = {**base, "status": "failed", "error": msg, "wall_s": wall}
-            write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [row])
+            if self.writer:
+                write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [row])
             return JobOutcome(job, "failed", error=msg, wall_s=wall)
 
     def record_failure(self, job: Job, msg: str, device: str) -> None:
@@ -360,23 +396,32 @@ class Runner:
         return f
 
     def run(self, device: str = "auto", workers: int = 1, gpus: Optional[str] = None, boot: Optional[dict] = None) -> RunSummary:
-        """Run the plan in this process, or on a pool of `workers` CPU processes / one process per GPU in `gpus`."""
-        lock = self._lock()
+        """Run the plan in this process, or on a pool of `workers` CPU processes / one process per GPU in `gpus`.
+
+        Under torchrun every rank calls this; rank 0 holds the lock and writes, the others compute their shards.
+        """
+        from bench.dist import broadcast, world
+
+        rank, size = world()
+        if size > 1:
+            self.run_id = broadcast(self.run_id)
+            self.run_dir = self.suite_dir / self.run_id
+            self.writer = rank == 0
+        lock = self._lock() if self.writer else None
         try:
             if workers > 1 or gpus:
                 return self._run_pool(workers, gpus, boot)
             return self._run(device)
         finally:
-            lock.close()  # closing the descriptor releases the flock
+            if lock is not None:
+                lock.close()  # closing the descriptor releases the flock
 
     def _todo(self) -> tuple[list, list]:
-        outcomes, todo = [], []
-        for job in self.plan.jobs:
-            if not self.force and self.existing_rows(job):
-                outcomes.append(JobOutcome(job, "skipped"))
-            else:
-                todo.append(job)
-        return outcomes, todo
+        from bench.dist import broadcast
+
+        done = broadcast({j.job_hash for j in self.plan.jobs if not self.force and self.existing_rows(j)})  # rank 0 decides
+        outcomes = [JobOutcome(j, "skipped") for j in self.plan.jobs if j.job_hash in done]
+        return outcomes, [j for j in self.plan.jobs if j.job_hash not in done]
 
     def _run_pool(self, workers: int, gpus: Optional[str], boot: dict) -> RunSummary:
         from bench.pool import run_pool, worker_specs
@@ -419,6 +464,8 @@ class Runner:
         return RunSummary(self.run_dir, outcomes)
 
     def _write_leaderboard(self) -> None:
+        if not self.writer:
+            return
         try:
             write_frame(self.suite_dir / "leaderboard.parquet", load_rows([self.suite_dir]))
         except Exception as e:  # the rows are safe; only the convenience union failed
@@ -427,7 +474,8 @@ class Runner:
     def _run(self, device: str) -> RunSummary:
         device = resolve_device(device)
         outcomes, todo = self._todo()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_run_json(device, outcomes, todo)
         # group by model so each model is built once
         order = {m.name: i for i, m in enumerate(self.suite.models)}
@@ -451,6 +499,8 @@ class Runner:
         return RunSummary(self.run_dir, outcomes)
 
     def _write_run_json(self, device: str, outcomes: list[JobOutcome], pending: list[Job]) -> None:
+        if not self.writer:
+            return
         status = {o.job.job_hash: {"model": o.job.model.name, "task": o.job.task.name, "status": o.status, "error": o.error or None} for o in outcomes}
         status.update({j.job_hash: {"model": j.model.name, "task": j.task.name, "status": "pending"} for j in pending})
         write_json(
