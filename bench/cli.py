@@ -50,6 +50,11 @@ def validate(suite: Path = typer.Argument(..., help="Suite YAML file.")):
     out.print(f"[green]ok[/]: {suite}: {len(s.models)} models × {len(s.tasks)} tasks → {len(plan.jobs)} jobs, {len(plan.skipped)} pairs skipped")
 
 
+class Launcher(str, Enum):
+    slurm = "slurm"
+    local = "local"
+
+
 @app.command()
 def run(
     suite: Path = typer.Argument(..., help="Suite YAML file."),
@@ -63,6 +68,12 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the output cache ($BENCH_CACHE/outputs)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Run jobs on N CPU worker processes (each with its share of the cores)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU: a count (8) or ids (0,3,5), pinned with CUDA_VISIBLE_DEVICES."),
+    launcher: Optional[Launcher] = typer.Option(
+        None, "--launcher", help="slurm: one submitit job per suite job (multi-node); local: the same through submitit's local executor."
+    ),
+    partition: Optional[str] = typer.Option(None, help="--launcher slurm: partition (overrides the suite's slurm.partition)."),
+    time_min: Optional[int] = typer.Option(None, "--time", min=1, help="--launcher slurm: minutes per job (slurm.time_min)."),
+    gpus_per_node: Optional[int] = typer.Option(None, "--gpus-per-node", min=0, help="--launcher slurm: GPUs per job (slurm.gpus_per_node)."),
 ):
     """Run every model × task job of a suite, resuming where earlier runs stopped."""
     from bench.jobs import expand
@@ -103,8 +114,14 @@ def run(
     device_ = init_from_env(settings.device)  # under torchrun: join the group, one device per rank
     if world()[0] != 0:
         runner.console = Console(stderr=True, quiet=True)
+    slurm = None
+    if launcher:
+        from bench.launch import SlurmConfig
+
+        flags = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_node": gpus_per_node}.items() if v is not None}
+        slurm = SlurmConfig.model_validate({**(s.slurm or {}), **flags})
     try:
-        summary = runner.run(device_, workers=workers, gpus=gpus, boot=boot)
+        summary = runner.run(device_, workers=workers, gpus=gpus, boot=boot, launcher=launcher.value if launcher else None, slurm=slurm)
     except BenchError as e:
         _fail(e)
     if world()[0] != 0:

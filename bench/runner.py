@@ -395,7 +395,9 @@ class Runner:
         f.flush()
         return f
 
-    def run(self, device: str = "auto", workers: int = 1, gpus: Optional[str] = None, boot: Optional[dict] = None) -> RunSummary:
+    def run(
+        self, device: str = "auto", workers: int = 1, gpus: Optional[str] = None, boot: Optional[dict] = None, launcher: Optional[str] = None, slurm=None
+    ) -> RunSummary:
         """Run the plan in this process, or on a pool of `workers` CPU processes / one process per GPU in `gpus`.
 
         Under torchrun every rank calls this; rank 0 holds the lock and writes, the others compute their shards.
@@ -409,6 +411,8 @@ class Runner:
             self.writer = rank == 0
         lock = self._lock() if self.writer else None
         try:
+            if launcher:
+                return self._run_cluster(launcher, slurm, device, boot)
             if workers > 1 or gpus:
                 return self._run_pool(workers, gpus, boot)
             return self._run(device)
@@ -427,21 +431,37 @@ class Runner:
         from bench.pool import run_pool, worker_specs
 
         specs = worker_specs(workers, gpus)
-        device = specs[0].device
+        where = lambda wid: specs[wid % len(specs)].env.get("CUDA_VISIBLE_DEVICES") or "cpu"  # noqa: E731
+        return self._run_elsewhere(
+            specs[0].device,
+            f"on {len(specs)} workers",
+            where,
+            lambda todo, ev: run_pool(self, todo, specs, {**boot, "run_id": self.run_id, "out": str(self.suite_dir.parent)}, ev),
+        )
+
+    def _run_cluster(self, launcher: str, slurm, device: str, boot: dict) -> RunSummary:
+        from bench.launch import SlurmConfig, launch
+
+        cfg = slurm if isinstance(slurm, SlurmConfig) else SlurmConfig.model_validate(slurm or {})
+        return self._run_elsewhere(device, f"through submitit ({launcher})", None, lambda todo, ev: launch(self, todo, boot, launcher, cfg, device, ev))
+
+    def _run_elsewhere(self, device: str, how: str, where, execute) -> RunSummary:
+        """Jobs run in other processes (a pool, a cluster); this one shows progress and writes run.json."""
         outcomes, todo = self._todo()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_run_json(device, outcomes, todo)
-        boot = {**boot, "run_id": self.run_id, "out": str(self.suite_dir.parent)}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=self.console, transient=False) as progress:
-            jobs_bar = progress.add_task(f"[bold]{self.suite.name}[/] jobs on {len(specs)} workers", total=len(todo))
+            jobs_bar = progress.add_task(f"[bold]{self.suite.name}[/] jobs {how}", total=len(todo))
             lines: dict = {}
 
             def on_event(kind, wid, job, outcome):
                 if kind == "start":
+                    if wid is None:
+                        return
                     if wid not in lines:
                         lines[wid] = progress.add_task("", total=None)
-                    progress.update(lines[wid], description=f"  worker {wid} ({specs[wid % len(specs)].env.get('CUDA_VISIBLE_DEVICES') or 'cpu'}): {job.key}")
+                    progress.update(lines[wid], description=f"  worker {wid} ({where(wid)}): {job.key}")
                 elif kind == "retry":
                     progress.console.print(f"[yellow]retry[/] {job.key}: {outcome}")
                 else:
@@ -449,6 +469,7 @@ class Runner:
                     if outcome.status == "ok" and path.exists():  # for the summary table
                         recs = pd.read_parquet(path).to_dict("records")
                         outcome.rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in recs]
+                        outcome.wall_s = outcome.wall_s or float(outcome.rows[0].get("wall_s") or 0.0)
                     outcomes.append(outcome)
                     if outcome.status == "failed":
                         progress.console.print(f"[red]FAILED[/] {job.key}: {outcome.error}")
@@ -457,7 +478,7 @@ class Runner:
                     progress.advance(jobs_bar)
                     self._write_run_json(device, outcomes, [])
 
-            run_pool(self, todo, specs, boot, on_event)
+            execute(todo, on_event)
             for t in lines.values():
                 progress.remove_task(t)
         self._write_leaderboard()

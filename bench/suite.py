@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bench.errors import SuiteError
 from bench.registry import did_you_mean
@@ -77,6 +77,16 @@ class SuiteHead(Strict):
     tasks: list[dict[str, Any]] = Field(min_length=1)
     matrix: Optional[Matrix] = None
     check: CheckSpec = CheckSpec()
+    slurm: Optional[dict[str, Any]] = None  # `bench run --launcher slurm` settings (bench.launch.SlurmConfig)
+
+    @field_validator("slurm")
+    @classmethod
+    def _slurm(cls, v):
+        if v is not None:
+            from bench.launch import SlurmConfig
+
+            SlurmConfig.model_validate(v)
+        return v
 
 
 @dataclass
@@ -88,6 +98,7 @@ class Suite:
     tasks: list  # task Config instances
     matrix: Optional[Matrix]
     check: CheckSpec
+    slurm: Optional[dict] = None
     raw_models: list[dict] = field(default_factory=list)  # as written, for hashing
     raw_tasks: list[dict] = field(default_factory=list)
     lines: dict = field(default_factory=dict)  # loc tuple → line
@@ -299,6 +310,7 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
         tasks=tasks,
         matrix=head.matrix,
         check=head.check,
+        slurm=head.slurm,
         raw_models=list(written.get("models", [])),
         raw_tasks=list(written.get("tasks", [])),
         lines=lines,
