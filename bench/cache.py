@@ -82,7 +82,7 @@ def _touch(p: Path) -> None:
 @dataclass
 class Entry:
     path: Path
-    kind: str  # outputs | datasets | other
+    kind: str  # outputs | inputs | datasets
     size: int  # bytes
     mtime: float  # last written or read
 
@@ -108,6 +108,9 @@ def entries(root: Optional[Path] = None) -> list[Entry]:
         if f.suffix in (".npy", ".json"):
             st = f.stat()
             out.append(Entry(f, "outputs", st.st_size, st.st_mtime))
+    for f in sorted((root / "inputs").glob("*.npy")):  # decoded-input caches (bench.inputs)
+        st = f.stat()
+        out.append(Entry(f, "inputs", st.st_size, st.st_mtime))
     if (root / "datasets").is_dir():
         for d in sorted((root / "datasets").iterdir()):
             size, mtime = _tree_size(d)

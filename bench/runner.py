@@ -187,9 +187,16 @@ class Runner:
         keys = [self._output_key(adapter, split, c, kwargs) for c in caps]
         fn = adapter.features_and_logits if both else getattr(adapter, capability)
         pre = adapter.preprocess
-        ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
-        bar = self._progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if self._progress else None
+        from bench import inputs
+
+        ds = inputs.open_cached(split.paths, pre)  # decoded once by an earlier model with this preprocessing
         rank, size = world()
+        builder = None
+        if ds is None:
+            ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
+            if inputs.enabled() and size == 1 and pre.crop_pct <= 1.0:
+                builder = inputs.Builder(split.paths, pre)
+        bar = self._progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if self._progress else None
         n_blocks = -(-len(ds) // BLOCK)
         mine, error = {}, None
         t0 = time.perf_counter()
@@ -198,16 +205,21 @@ class Runner:
                 bkeys = [short_hash({"k": k, "block": b, "size": BLOCK}) for k in keys]
                 got = [self.cache.get(k) for k in bkeys]
                 if any(g is None for g in got):
-                    got = self._forward(adapter, fn, ds, b * BLOCK, min(len(ds), (b + 1) * BLOCK), both, kwargs, bar, capability)
+                    got = self._forward(adapter, fn, ds, b * BLOCK, min(len(ds), (b + 1) * BLOCK), both, kwargs, bar, capability, builder)
                     for k, g in zip(bkeys, got):
                         self.cache.put(k, g)
                 elif bar is not None:
                     self._progress.advance(bar, min(len(ds), (b + 1) * BLOCK) - b * BLOCK)
                 mine[b] = got
         except Exception as e:
+            if builder is not None:
+                builder.finish()  # incomplete: discarded
             if size == 1:
                 raise
             error = one_line(e)  # every rank still reaches the gather, so none waits for a dead peer
+        else:
+            if builder is not None:
+                builder.finish()  # published only if every item was decoded in this pass
         gathered = all_gather((error, mine))
         errors = [e for e, _ in gathered if e]
         if errors:
@@ -229,7 +241,7 @@ class Runner:
                 self.cache.put(k, results[k])
         return results[key]
 
-    def _forward(self, adapter, fn, ds, lo: int, hi: int, both: bool, kwargs: dict, bar, capability: str) -> list[np.ndarray]:
+    def _forward(self, adapter, fn, ds, lo: int, hi: int, both: bool, kwargs: dict, bar, capability: str, builder=None) -> list[np.ndarray]:
         """Outputs for items lo..hi; an out-of-memory error halves the batch and continues where it stopped."""
         import torch
         from torch.utils.data import DataLoader, Subset
@@ -244,6 +256,8 @@ class Runner:
             loader = DataLoader(Subset(ds, range(done, hi)), batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
             try:
                 for images, _ in loader:
+                    if builder is not None:
+                        builder.write(done, images)
                     out = fn(images, **kwargs)
                     chunks.append(tuple(o.cpu().numpy() for o in out) if both else (out.cpu().numpy(),))
                     done += len(images)

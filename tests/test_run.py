@@ -260,3 +260,34 @@ tasks:
     # the next run starts from the remembered size: no out-of-memory on the way
     r = run(make_suite(oom), "--out", tmp_path / "b", "--no-cache")
     assert r.exit_code == 0 and "out of memory" not in r.output
+
+
+def test_decoded_inputs_are_written_once_and_reused_by_the_next_model(small_folder, make_suite, tmp_path, bench_cache, monkeypatch):
+    """Two models with the same preprocessing: the second reads the memory-mapped uint8 cache, with the same numbers."""
+    from bench import inputs
+
+    two = f"""\
+name: t
+defaults: {{device: cpu, batch_size: 4, num_workers: 0, seed: 0}}
+models:
+  - {{name: a, adapter: timm, arch: resnet10t, num_classes: 3, preprocess: {{input_size: 20, crop_pct: 0.9}}}}
+  - {{name: b, adapter: timm, arch: resnet18, num_classes: 3, preprocess: {{input_size: 20, crop_pct: 0.9}}}}
+tasks:
+  - name: head
+    type: classification
+    dataset: {{format: imagefolder, root: {small_folder}}}
+"""
+    s = make_suite(two)
+    calls = []
+    real = inputs.open_cached
+    monkeypatch.setattr(inputs, "open_cached", lambda paths, pre: calls.append(real(paths, pre)) or calls[-1])
+    r = run(s, "--out", tmp_path / "on", "--no-cache")
+    assert r.exit_code == 0, r.output
+    assert calls[0] is None and calls[1] is not None  # model a decoded, model b read the cache
+    arr = np.load(calls[1].path, mmap_mode="r")
+    assert arr.dtype == np.uint8 and arr.shape == (9, 3, 20, 20)
+    monkeypatch.setenv("BENCH_DECODED_CACHE", "0")
+    r = run(s, "--out", tmp_path / "off", "--no-cache")
+    on = pd.read_parquet(tmp_path / "on" / "t" / "leaderboard.parquet").sort_values("model").value.to_numpy()
+    off = pd.read_parquet(tmp_path / "off" / "t" / "leaderboard.parquet").sort_values("model").value.to_numpy()
+    np.testing.assert_array_equal(on, off)
