@@ -6,7 +6,8 @@ cores. Workers ask the parent for the next job (largest first: by the wall time 
 recorded, else by task family), run it with the ordinary Runner, and write its rows atomically
 themselves. The parent shows one progress view and writes run.json. A worker that dies (OOM
 killer, kill -9, a segfault in a kernel) fails only the job it held; that job is retried once on a
-fresh worker, then recorded as failed.
+fresh worker, then recorded as failed. A worker prefers the next job of the model it already has
+loaded, so that model's features and logits are computed once, in memory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def worker_specs(workers: int, gpus: Optional[str]) -> list[WorkerSpec]:
 
 
 def _worker(wid: int, spec: WorkerSpec, boot: dict, inbox, outbox) -> None:
-    os.environ.update(spec.env)  # before torch is imported in this process
+    # before torch/numpy are imported here: the device, and BLAS/OpenMP threads sized to this worker's
+    # share of the cores (two workers each running 2-thread BLAS on 2 cores ran 3x slower)
+    os.environ.update(spec.env)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(spec.threads)
     import torch
     from rich.console import Console
 
@@ -89,6 +94,7 @@ def run_pool(runner, todo: list, specs: list[WorkerSpec], boot: dict, on_event) 
     tries: dict[str, int] = {}
     workers: dict[int, tuple] = {}  # wid -> (process, inbox, spec)
     holding: dict[int, Optional[str]] = {}
+    last_model: dict[int, str] = {}
     outcomes: list = []
     next_id = 0
 
@@ -132,7 +138,10 @@ def run_pool(runner, todo: list, specs: list[WorkerSpec], boot: dict, on_event) 
             if wid not in workers:
                 continue
             if pending:
-                job = pending.pop(0)
+                # affinity: a worker keeps to the model it has loaded (and its cached outputs), largest job first
+                mine = [i for i, j in enumerate(pending) if j.model.name == last_model.get(wid)]
+                job = pending.pop(mine[0] if mine else 0)
+                last_model[wid] = job.model.name
                 holding[wid] = job.job_hash
                 workers[wid][1].put(job.job_hash)
                 on_event("start", wid, job, None)
