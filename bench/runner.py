@@ -316,23 +316,9 @@ class Runner:
         from bench.tasks import TASKS, TaskContext
 
         self.job, self.samples, self.forward_s, self.batch_used = job, 0, 0.0, None
-        started = dt.datetime.now(dt.timezone.utc)
         t0 = time.perf_counter()
         s = job.settings
-        base = {
-            "suite": self.suite.name,
-            "model": job.model.name,
-            "task": job.task.name,
-            "run_id": self.run_id,
-            "job_hash": job.job_hash,
-            "task_hash": job.task_hash,
-            "device": device,
-            "precision": s.precision,
-            "batch_size": s.batch_size if s.batch_size != "auto" else AUTO_BATCH[device.split(":")[0]],
-            "seed": s.seed,
-            "started_at": started,
-            **environment(),
-        }
+        base = self._base_row(job, device)
         try:
             adapter = self._get_adapter(job, device)
             ctx = TaskContext(seed=s.seed, limit=s.limit, image_outputs=self.image_outputs, detections=self.detections)
@@ -368,10 +354,10 @@ class Runner:
                 write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [row])
             return JobOutcome(job, "failed", error=msg, wall_s=wall)
 
-    def record_failure(self, job: Job, msg: str, device: str) -> None:
-        """A failed row for a job whose process could not write one (its worker died)."""
+    def _base_row(self, job: Job, device: str) -> dict:
+        """The provenance every row of a job carries."""
         s = job.settings
-        row = {
+        return {
             "suite": self.suite.name,
             "model": job.model.name,
             "task": job.task.name,
@@ -380,12 +366,15 @@ class Runner:
             "task_hash": job.task_hash,
             "device": device,
             "precision": s.precision,
+            "batch_size": s.batch_size if s.batch_size != "auto" else AUTO_BATCH[device.split(":")[0]],
             "seed": s.seed,
-            "status": "failed",
-            "error": msg,
+            "started_at": dt.datetime.now(dt.timezone.utc),
             **environment(),
         }
-        write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [row])
+
+    def record_failure(self, job: Job, msg: str, device: str) -> None:
+        """A failed row for a job whose process could not write one (its worker died)."""
+        write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", [{**self._base_row(job, device), "status": "failed", "error": msg}])
 
     # ---------------------------------------------------------------- all jobs
     def _lock(self):
