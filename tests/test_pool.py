@@ -6,36 +6,9 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from bench.cli import app
+from tests.test_run import suite_text as suite  # the same two-model, two-task suite
 
 TESTS = Path(__file__).parent
-
-
-def suite(data, extra_models: str = "") -> str:
-    return f"""\
-name: t
-defaults: {{device: cpu, batch_size: 4, num_workers: 0, seed: 0}}
-models:
-  - name: tiny
-    adapter: python
-    factory: tests.factories:tiny
-    python_path: [{TESTS.parent}]
-    capabilities: [image_logits, image_features]
-    preprocess: {{input_size: 16}}
-  - name: rn
-    adapter: timm
-    arch: resnet10t
-    num_classes: 3
-    preprocess: {{input_size: 16}}
-{extra_models}tasks:
-  - name: head
-    type: classification
-    dataset: {{format: imagefolder, root: {data}, train_split: train}}
-  - name: knn
-    type: classification
-    protocol: knn
-    knn: {{k: 3}}
-    dataset: {{format: imagefolder, root: {data}, train_split: train}}
-"""
 
 
 def values(out: Path) -> pd.DataFrame:
