@@ -28,6 +28,8 @@ def sha256_file(path: str, chunk: int = 1 << 22) -> str:
 
 
 def verify_sha256(path: str, expected: Optional[str]) -> str:
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
     got = sha256_file(path)
@@ -36,17 +38,60 @@ def verify_sha256(path: str, expected: Optional[str]) -> str:
     return got
 
 
-def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+ACCEPTED = "bench reads .safetensors files, or a torch.save of tensors or a state dict of tensors (what torch.load(weights_only=True) allows)"
+
+
+def sniff(path: str) -> tuple[str, str]:
+    """(kind, description): kind is 'safetensors', 'torch' (zip or pickle) or 'unknown'; raises for what cannot be a checkpoint."""
     try:
-        if path.endswith(".safetensors"):
+        with open(path, "rb") as f:
+            head = f.read(64)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot open checkpoint: {e.strerror or e}") from None
+    if not head:
+        raise CheckpointError(f"{path}: file is empty, not a torch checkpoint or safetensors file")
+    if head.startswith(b"version https://git-lfs"):
+        raise CheckpointError(f"{path}: a Git LFS pointer, not the checkpoint itself (run `git lfs pull`)")
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save zip, or a pickle (legacy torch.save)
+        return "torch", ""
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1:  # u64 header length, then JSON
+        return "safetensors", ""
+    text = head.decode("utf-8", "replace")
+    if "\ufffd" not in text and text.strip():
+        first = text.strip().splitlines()[0][:40]
+        return "unknown", f"a text file ({first!r}{'…' if size > len(first) + 2 else ''})"
+    return "unknown", f"{size} bytes starting {head[:8].hex(' ')}"
+
+
+def _refused(path: str, msg: str) -> str:
+    """torch's weights_only refusal, without its advice to unpickle an untrusted file."""
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", msg) or re.search(r"Unsupported operand (\d+)", msg)
+    what = "" if m is None else (f" (it needs {m.group(1)})" if not m.group(1).isdigit() else f" (pickle opcode {m.group(1)})")
+    return f"{path}: refused: it holds pickled Python objects{what}, which bench does not unpickle; {ACCEPTED}"
+
+
+def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    kind, what = sniff(path)  # by content, not name: a .pt may be safetensors, a text file, an HTML error page
+    try:
+        if kind == "safetensors":
             from safetensors.torch import load_file
 
             sd = load_file(path, device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch/safetensors errors are multi-line; keep the first
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot read checkpoint: {first}") from None
+    except Exception as e:  # torch/safetensors errors are multi-line; keep the first sentence
+        msg = str(e).strip()
+        if kind == "unknown":
+            raise CheckpointError(f"{path}: not a torch checkpoint or safetensors file: {what}") from None
+        if "Weights only load failed" in msg:
+            raise CheckpointError(_refused(path, msg)) from None
+        first = msg.splitlines()[0].split(". ")[0] if msg else {EOFError: "ran out of data"}.get(type(e), type(e).__name__)
+        raise CheckpointError(f"{path}: cannot read checkpoint ({kind} file truncated or corrupt?): {first}") from None
     # unwrap {'state_dict': {...}} style containers from training frameworks
     while isinstance(sd, dict) and len(sd) and not any(isinstance(v, torch.Tensor) for v in sd.values()):
         inner = next((sd[k] for k in _WRAPPERS if k in sd and isinstance(sd[k], dict)), None)
@@ -56,6 +101,8 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: checkpoint holds a {type(sd).__name__}, not a state dict")
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise CheckpointError(f"{path}: checkpoint holds no tensors; {ACCEPTED}")
     if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
         sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd

@@ -20,7 +20,7 @@ from adapters.base import Adapter, AdapterArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
 from bench.errors import OutputError
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile
 
 ARCHS = ("fasterrcnn", "retinanet", "fcos", "maskrcnn")
 
@@ -32,7 +32,7 @@ class DetectorArgs(AdapterArgs):
     backbone_pretrained: bool = False  # timm's ImageNet weights for the backbone (online)
     backbone_kwargs: dict[str, Any] = {}
     num_classes: int = Field(gt=0)  # object classes, without background
-    checkpoint: Optional[ExistingPath] = None  # state dict of the whole detector
+    checkpoint: Optional[ExistingFile] = None  # state dict of the whole detector
     sha256: Optional[str] = SHA256
     key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
     strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)

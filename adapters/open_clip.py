@@ -10,14 +10,14 @@ from pydantic import Field
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile
 
 
 class OpenClipArgs(AdapterArgs):
     adapter: Literal["open_clip"] = "open_clip"
     arch: str
     pretrained: Optional[str] = None  # an open_clip tag such as laion2b_s34b_b79k (online)
-    checkpoint: Optional[ExistingPath] = None
+    checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
     key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
     strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)

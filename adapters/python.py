@@ -23,7 +23,7 @@ from adapters.checkpoint import KeyRule
 from adapters.soup import SoupSpec
 from adapters.timm import SHA256
 from bench.errors import OutputError
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile, ExistingPath
 
 
 class PythonArgs(AdapterArgs):
@@ -32,7 +32,7 @@ class PythonArgs(AdapterArgs):
     python_path: list[ExistingPath] = []  # folders put on sys.path first, relative to the suite
     kwargs: dict[str, Any] = {}
     capabilities: list[Literal["image_logits", "image_features", "text_features", "linear_head", "input_gradients"]] = Field(min_length=1)
-    checkpoint: Optional[ExistingPath] = None
+    checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
     key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
     strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)
@@ -91,9 +91,7 @@ class PythonAdapter(Adapter):
         self.cook_soup(f"factory '{args.factory}'")
 
     def _check(self, out: torch.Tensor, what: str) -> torch.Tensor:
-        if out.ndim != 2:
-            raise OutputError(f"model '{self.args.name}': {what} must be [batch, dim], got shape {list(out.shape)}")
-        return self.check_finite(out.float(), what, self.args.name)
+        return self.check_finite(self.check_shape(out, what, self.args.name).float(), what, self.args.name)
 
     def image_logits(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)

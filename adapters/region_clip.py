@@ -26,7 +26,7 @@ from adapters.detectors import DetectorAdapter, DetectorArgs
 from adapters.open_clip import OpenClipAdapter, OpenClipArgs
 from adapters.timm import SHA256
 from bench.errors import DataError
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile
 
 
 class Fusion(BaseModel):
@@ -43,13 +43,13 @@ class RegionClipArgs(AdapterArgs):
     adapter: Literal["region_clip"] = "region_clip"
     arch: str
     pretrained: Optional[str] = None
-    checkpoint: Optional[ExistingPath] = None
+    checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
     image_size: Optional[int] = Field(None, gt=0)
-    proposals: Optional[ExistingPath] = None  # COCO results JSON; category_id, if any, is ignored
+    proposals: Optional[ExistingFile] = None  # COCO results JSON; category_id, if any, is ignored
     detector: Optional[DetectorEntry] = None  # or boxes from a detector (class-agnostic)
     templates: list[str] = Field(["a photo of a {}."], min_length=1)
-    templates_file: Optional[ExistingPath] = None  # one template per line, with {}
+    templates_file: Optional[ExistingFile] = None  # one template per line, with {}
     crop_scales: list[float] = Field([1.0, 1.5], min_length=1)
     fusion: Optional[Fusion] = None
     max_proposals: int = Field(300, gt=0)  # per image, highest scores first

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.data.images import ImageDatasetSpec
 from bench.errors import CheckpointError
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile
 
 
 class SoupSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    checkpoints: list[ExistingPath] = Field(min_length=1)
+    checkpoints: list[ExistingFile] = Field(min_length=1)
     method: Literal["uniform", "greedy"] = "uniform"
     held_out: Optional[ImageDatasetSpec] = None  # greedy: a labelled image dataset to rank and accept ingredients
 

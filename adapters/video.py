@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.base import Adapter, AdapterArgs, register_adapter
 from adapters.checkpoint import load_checkpoint
 from adapters.timm import SHA256
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile, ExistingPath
 
 
 class HeadSpec(BaseModel):
@@ -32,7 +32,7 @@ class HeadSpec(BaseModel):
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     kwargs: dict[str, Any] = {}
     python_path: list[ExistingPath] = []
-    checkpoint: Optional[ExistingPath] = None
+    checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
 
 
@@ -175,7 +175,7 @@ class ClipNlqArgs(AdapterArgs):
     adapter: Literal["clip_nlq"] = "clip_nlq"
     arch: str
     pretrained: Optional[str] = None
-    checkpoint: Optional[ExistingPath] = None
+    checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
     image_size: Optional[int] = Field(None, gt=0)
     window_s: list[float] = [2.0, 4.0, 8.0, 16.0]  # sliding window lengths, seconds

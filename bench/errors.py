@@ -27,6 +27,31 @@ class OutputError(BenchError):
     """A model produced unusable outputs (NaN, wrong shape)."""
 
 
+def not_utf8(path, raw: bytes, e: UnicodeDecodeError) -> str:
+    """'FILE:LINE: not UTF-8 text (byte 0x.. at column N)' for a failed decode of `raw`."""
+    line = raw.count(b"\n", 0, e.start) + 1
+    col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+    hint = ": a UTF-16 byte-order mark" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+    return f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}{hint}); save the file as UTF-8"
+
+
+def read_text(path, error: type = DataError) -> str:
+    """A text file's contents, or `error` with one line naming the file: missing, a folder, unreadable, not UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise error(not_utf8(path, raw, e)) from None
+
+
 def one_line(exc: BaseException) -> str:
     """The single line to show for an exception, including those re-raised from DataLoader workers."""
     text = str(exc).strip()

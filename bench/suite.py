@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from bench.errors import SuiteError
+from bench.errors import SuiteError, read_text
 from bench.registry import did_you_mean
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -32,21 +32,35 @@ def _resolve(value: str, info: ValidationInfo) -> str:
     return str(p if p.is_absolute() else (Path(base) / p).resolve())
 
 
-def _resolve_existing(value: str, info: ValidationInfo) -> str:
+def _resolve_existing(value: str, info: ValidationInfo, kind: str = "") -> str:
     path = _resolve(value, info)
-    if (info.context or {}).get("check_paths", True) and not os.path.exists(path):
-        raise ValueError(f"path does not exist: {path}")
+    if (info.context or {}).get("check_paths", True):
+        if not os.path.exists(path):
+            raise ValueError(f"path does not exist: {path}")
+        if kind == "file" and os.path.isdir(path):
+            raise ValueError(f"path is a folder, not a file: {path}")
+        if kind == "dir" and not os.path.isdir(path):
+            raise ValueError(f"path is a file, not a folder: {path}")
     return path
 
 
-# A path resolved against the suite file's folder; ExistingPath must also exist.
+# A path resolved against the suite file's folder; ExistingPath must also exist (file or folder),
+# ExistingFile must be a file and ExistingDir a folder.
 SuitePath = Annotated[str, AfterValidator(_resolve)]
 ExistingPath = Annotated[str, AfterValidator(_resolve_existing)]
+ExistingFile = Annotated[str, AfterValidator(lambda v, info: _resolve_existing(v, info, "file"))]
+ExistingDir = Annotated[str, AfterValidator(lambda v, info: _resolve_existing(v, info, "dir"))]
 
 
 # ---------------------------------------------------------------- top level
+def _device(v: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+        raise ValueError(f"{v!r} is not a device (auto, cpu, cuda, cuda:N)")
+    return v
+
+
 class Defaults(Strict):
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: Annotated[str, AfterValidator(_device)] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     batch_size: Union[Annotated[int, Field(gt=0)], Literal["auto"]] = "auto"
     num_workers: Annotated[int, Field(ge=0)] = 2
@@ -69,6 +83,22 @@ class CheckSpec(Strict):
     tolerance: dict[str, float] = {}
 
 
+class Uncertainty(Strict):
+    """How every row's stderr and 95% CI are computed (bench.metrics.uncertainty)."""
+
+    method: Literal["bootstrap", "wilson"] = "bootstrap"  # wilson: closed form for accuracies, bootstrap for the rest
+    resamples: Annotated[int, Field(ge=10)] = 1000
+    seed: int = 0
+    level: float = Field(0.95, gt=0, lt=1)
+
+
+def _uncertainty(v):
+    """`uncertainty: off` (YAML false) turns CIs off."""
+    if v is False or v == "off":
+        return None
+    return v
+
+
 class SuiteHead(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -78,6 +108,7 @@ class SuiteHead(Strict):
     matrix: Optional[Matrix] = None
     check: CheckSpec = CheckSpec()
     slurm: Optional[dict[str, Any]] = None  # `bench run --launcher slurm` settings (bench.launch.SlurmConfig)
+    uncertainty: Annotated[Optional[Uncertainty], BeforeValidator(_uncertainty)] = Uncertainty()
 
     @field_validator("slurm")
     @classmethod
@@ -99,6 +130,7 @@ class Suite:
     matrix: Optional[Matrix]
     check: CheckSpec
     slurm: Optional[dict] = None
+    uncertainty: Optional[Uncertainty] = None  # None: uncertainty off
     raw_models: list[dict] = field(default_factory=list)  # as written, for hashing
     raw_tasks: list[dict] = field(default_factory=list)
     lines: dict = field(default_factory=dict)  # loc tuple → line
@@ -233,6 +265,97 @@ def _fields(model_cls, sub, data) -> list[str]:
     return list(getattr(cls, "model_fields", {}))
 
 
+# ---------------------------------------------------------------- read
+MAX_YAML_NODES = 100_000  # with aliases expanded; real suites have a few thousand
+
+
+def _read_yaml(path: Path):
+    """(composed node, data) of a suite file; every failure is one SuiteError line naming the file."""
+    if path.is_dir():
+        raise SuiteError([f"{path}: is a folder, not a suite file"])
+    if not path.is_file():
+        raise SuiteError([f"{path}: suite file not found"])
+    text = read_text(path, lambda msg: SuiteError([msg]))
+    try:
+        node = yaml.compose(text)
+        _yaml_size(node, path)  # before safe_load and anything else walks it expanded
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        if mark is None and isinstance(getattr(e, "position", None), int):  # yaml.reader.ReaderError
+            pos = e.position
+            where = f"{path}:{text.count(chr(10), 0, pos) + 1}:{pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+        else:
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        ctx, cm = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and cm is not None and cm is not mark:
+            problem += f" ({ctx} at line {cm.line + 1}, column {cm.column + 1})"
+        if "end of stream" in problem or "<stream end>" in problem:
+            problem += "; is the file cut short?"
+        raise SuiteError([f"{where}: malformed YAML: {problem}"]) from None
+    except RecursionError:
+        raise SuiteError([f"{path}: YAML nested too deeply"]) from None
+    return node, data
+
+
+def _yaml_size(node, path) -> int:
+    """Node count with aliases expanded, counted on the composed graph (each node once); refuses bombs and cycles."""
+    sizes: dict = {}
+    active: set = set()
+    shared = False
+
+    def size(n) -> int:
+        nonlocal shared
+        k = id(n)
+        if k in sizes:
+            shared = True
+            return sizes[k]
+        if k in active:
+            raise SuiteError([f"{path}:{n.start_mark.line + 1}: YAML alias refers to a node that contains it"])
+        active.add(k)
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(a) + size(b) for a, b in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(c) for c in n.value)
+        else:
+            total = 1
+        if total > MAX_YAML_NODES:
+            what = "YAML aliases expand to" if shared else "the YAML has"
+            raise SuiteError([f"{path}:{n.start_mark.line + 1}: {what} more than {MAX_YAML_NODES:,} nodes"])
+        active.discard(k)
+        sizes[k] = total
+        return total
+
+    return size(node) if node is not None else 0
+
+
+def _yaml_graph(node, path) -> list[str]:
+    """Duplicate mapping keys (YAML silently keeps the last), each shared node checked once."""
+    out, seen_nodes = [], set()
+
+    def walk(n, loc):
+        if id(n) in seen_nodes:
+            return
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            first: dict = {}
+            for k, v in n.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else None
+                if key is not None and key != "<<":
+                    if (k.tag, key) in first:
+                        out.append(f"{path}:{k.start_mark.line + 1}: {_dotted(loc + (key,))}: duplicate key '{key}' (first at line {first[(k.tag, key)]})")
+                    first.setdefault((k.tag, key), k.start_mark.line + 1)
+                walk(v, loc + (key,))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, c in enumerate(n.value):
+                walk(c, loc + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return out
+
+
 # ---------------------------------------------------------------- load
 def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
     """Parse and validate a suite. Raises SuiteError with every problem found."""
@@ -240,21 +363,13 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
     from bench.tasks import TASKS
 
     path = Path(path)
-    if not path.is_file():
-        raise SuiteError([f"{path}: suite file not found"])
-    text = path.read_text()
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SuiteError([f"{where}: malformed YAML: {problem}"]) from None
+    node, data = _read_yaml(path)
+    if data is None:
+        raise SuiteError([f"{path}:1: the suite file is empty; it needs name, models and tasks"])
     if not isinstance(data, dict):
         raise SuiteError([f"{path}:1: a suite must be a mapping with name, models and tasks"])
+    problems: list[str] = _yaml_graph(node, path)
     lines = _node_lines(node) if node is not None else {}
-    problems: list[str] = []
     written = data  # kept unexpanded: task hashes must not depend on this machine's paths
     data = _expand_env(data, (), lines, path, problems)
     ctx = {"base": str(path.parent.resolve()), "check_paths": check_paths}
@@ -311,6 +426,7 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
         matrix=head.matrix,
         check=head.check,
         slurm=head.slurm,
+        uncertainty=head.uncertainty,
         raw_models=list(written.get("models", [])),
         raw_tasks=list(written.get("tasks", [])),
         lines=lines,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.data.images import _publish, cache_dir
 from bench.errors import DataError
-from bench.suite import ExistingPath, SuitePath
+from bench.suite import ExistingFile, SuitePath
 
 
 def read_json(path: str, what: str = "JSON"):
@@ -95,7 +95,7 @@ class CocoSpec(_Spec):
     """An instances JSON (e.g. instances_val2017.json) and the folder its file_names live in."""
 
     format: Literal["coco"]
-    annotations: ExistingPath
+    annotations: ExistingFile
     images: Optional[SuitePath] = None  # not needed when every model is a predictions file
 
     def load(self) -> DetectionSplit:
@@ -106,7 +106,7 @@ class LvisSpec(_Spec):
     """lvis_v1_{val,minival}.json and the COCO image root holding train2017/ and val2017/."""
 
     format: Literal["lvis"]
-    annotations: ExistingPath
+    annotations: ExistingFile
     images: Optional[SuitePath] = None
 
     def load(self) -> DetectionSplit:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.data.coco import read_json
 from bench.errors import DataError
-from bench.suite import ExistingPath, SuitePath
+from bench.suite import ExistingFile, SuitePath
 
 NLQ_CHALLENGE = "ego4d_nlq_challenge"
 MQ_CHALLENGE = "ego4d_moment_queries"
@@ -77,8 +77,8 @@ class _Spec(BaseModel):
 
 class NlqSpec(_Spec):
     format: Literal["ego4d_nlq"]
-    annotations: ExistingPath
-    test_annotations: Optional[ExistingPath] = None  # nlq_test_unannotated.json, for export
+    annotations: ExistingFile
+    test_annotations: Optional[ExistingFile] = None  # nlq_test_unannotated.json, for export
 
     def load(self, test: bool = False) -> NlqData:
         return load_nlq(self.test_annotations if test else self.annotations, labelled=not test)
@@ -86,10 +86,10 @@ class NlqSpec(_Spec):
 
 class MqSpec(_Spec):
     format: Literal["ego4d_mq"]
-    annotations: ExistingPath
+    annotations: ExistingFile
     split: str = "val"  # the `subset` to evaluate
     test_split: Optional[str] = None  # a subset to predict for export (e.g. test)
-    classes: Optional[ExistingPath] = None  # the taxonomy: one name per line, or JSON {name: index} (ego4d_classes_idx.json)
+    classes: Optional[ExistingFile] = None  # the taxonomy: one name per line, or JSON {name: index} (ego4d_classes_idx.json)
 
     def load(self, test: bool = False) -> MqData:
         data = load_mq(self.annotations, self.test_split if test else self.split)
@@ -256,8 +256,8 @@ def read_mq_submission(sub, path: str, data: MqData) -> Checked:
 class StaSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["ego4d_sta"]
-    annotations: ExistingPath
-    test_annotations: Optional[ExistingPath] = None
+    annotations: ExistingFile
+    test_annotations: Optional[ExistingFile] = None
 
     def load(self) -> list[dict]:
         data = read_json(self.annotations, "STA JSON")
