@@ -10,7 +10,7 @@ from pydantic import Field
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
 from adapters.soup import SoupSpec
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile
 
 SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
 
@@ -19,7 +19,7 @@ class TimmArgs(AdapterArgs):
     adapter: Literal["timm"] = "timm"
     arch: str
     pretrained: bool = False
-    checkpoint: Optional[ExistingPath] = None
+    checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
     key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
     strict: bool = True  # False: load what matches, report missing/unexpected keys (shapes must still fit)
@@ -30,13 +30,15 @@ class TimmArgs(AdapterArgs):
 
 
 def timm_preprocess(model: torch.nn.Module, kwargs: dict) -> Preprocess:
+    """The model's eval preprocessing as timm's validate.py resolves it: at the pretrained config's test
+    size and crop (test_input_size, test_crop_pct) where it has them, at kwargs.img_size if the model was built so."""
     import timm.data
 
-    cfg = timm.data.resolve_data_config({}, model=model)
-    size = kwargs.get("img_size", cfg["input_size"][-1])
-    size = size if isinstance(size, int) else size[-1]
+    size = kwargs.get("img_size")
+    args = {} if size is None else {"input_size": (3, *((size, size) if isinstance(size, int) else tuple(size)[-2:]))}
+    cfg = timm.data.resolve_data_config(args, model=model, use_test_size=True)
     return Preprocess(
-        input_size=int(size),
+        input_size=int(cfg["input_size"][-1]),
         crop_pct=float(cfg.get("crop_pct") or 0.875),
         interpolation=cfg["interpolation"],
         mean=tuple(cfg["mean"]),
@@ -95,4 +97,5 @@ class TimmAdapter(Adapter):
         return self.check_finite(f.float(), "image_features", self.args.name), self.check_finite(out.float(), "image_logits", self.args.name)
 
     def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "arch": self.args.arch, "params": param_count(self.model)}
+        # the preprocessing used (test size unless overridden): rows of one model at two sizes must be told apart
+        return {**super().metadata(), "arch": self.args.arch, "params": param_count(self.model), "preprocess": self.preprocess.as_dict()}
