@@ -119,6 +119,8 @@ def test_few_shot_probe_mean_and_std_over_draws(tmp_path, small_folder):
     meta = json.loads(df.meta.iloc[0])
     draws = np.asarray(meta["top1_per_draw"])
     assert len(draws) == 3 and meta["shots"] == 2
-    assert df.value["top1"] == pytest.approx(draws.mean()) and df.stderr["top1"] == pytest.approx(draws.std(ddof=1))
+    assert df.value["top1"] == pytest.approx(draws.mean()) and meta["std_over_draws"]["top1"] == pytest.approx(draws.std(ddof=1))
+    # the interval is over test images of the draws' mean hit rate, and brackets the mean
+    assert df.ci_method["top1"].startswith("bootstrap(unit=image") and df.ci_low["top1"] <= df.value["top1"] <= df.ci_high["top1"]
     preds = pd.read_parquet(next((tmp_path / "res").glob("m/*/predictions/*.parquet")))
     assert sorted(preds.draw.unique()) == [0, 1, 2]

@@ -11,12 +11,12 @@ def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
+def topk_correct(topk: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[str, np.ndarray]:
+    """Per sample, whether its label is among the first k predictions; k > classes is left out."""
+    hits = topk == np.asarray(labels)[:, None]
+    return {f"top{k}": hits[:, :k].any(axis=1) for k in ks if k <= topk.shape[1]}
+
+
 def topk_accuracy(topk: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[str, float]:
     """Fraction of samples whose label is among the first k predictions; k > classes is left out."""
-    labels = np.asarray(labels)
-    hits = topk == labels[:, None]
-    out = {}
-    for k in ks:
-        if k <= topk.shape[1]:
-            out[f"top{k}"] = float(hits[:, :k].any(axis=1).mean())
-    return out
+    return {k: float(v.mean()) for k, v in topk_correct(topk, labels, ks).items()}

@@ -122,10 +122,12 @@ def evaluate(
     img_ids: list | None = None,
     lvis: bool = False,
     max_dets: tuple | None = None,
+    keep_matches: bool = False,
 ):
     """Run evaluate + accumulate + summarize and return the COCOeval_faster object.
 
     `results` must come from validate_results (the engine adds keys to them in place).
+    keep_matches keeps the per-image matches for coco_bootstrap (same numbers, a little slower).
     """
     from faster_coco_eval import COCOeval_faster
 
@@ -134,7 +136,7 @@ def evaluate(
         max_dets = (LVIS_MAX_DETS,)
     with _quiet():
         coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval_faster(coco_gt, coco_dt, iou_type, lvis_style=lvis, print_function=lambda *a, **k: None)
+        ev = COCOeval_faster(coco_gt, coco_dt, iou_type, lvis_style=lvis, print_function=lambda *a, **k: None, separate_eval=keep_matches)
         if img_ids is not None:
             ev.params.imgIds = sorted(img_ids)
         ev.params.maxDets = list(max_dets or COCO_MAX_DETS)
@@ -145,8 +147,17 @@ def evaluate(
 
 
 def coco_stats(ev) -> dict[str, float]:
-    """pycocotools' 12 summary numbers, named."""
-    return {name: float(v) for name, v in zip(COCO_STATS, ev.stats[:12])}
+    """pycocotools' 12 summary numbers, named, read from ev.eval as its summarize() reads them."""
+    d = ev.params.maxDets
+
+    def s(*a, **k) -> float:
+        return float(ev._summarize(*a, **k))
+
+    values = [s(1, maxDets=d[-1]), s(1, iouThr=0.5, maxDets=d[-1]), s(1, iouThr=0.75, maxDets=d[-1])]
+    values += [s(1, areaRng=a, maxDets=d[-1]) for a in ("small", "medium", "large")]
+    values += [s(0, maxDets=m) for m in d[:3]]
+    values += [s(0, areaRng=a, maxDets=d[-1]) for a in ("small", "medium", "large")]
+    return dict(zip(COCO_STATS, values))
 
 
 def lvis_stats(ev) -> dict[str, float]:

@@ -64,22 +64,39 @@ def voc_ap(prec: np.ndarray, rec: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- NLQ
-def nlq_metrics(gold: dict, predictions: list[dict], total_queries: int, thresholds=NLQ_THRESHOLDS, topk=NLQ_TOPK) -> dict[str, float]:
-    """`gold`: (clip_uid, annotation_uid, query_idx) → (start, end); `predictions`: validated entries."""
-    hits = {(t, k): [] for t in thresholds for k in topk}
-    first_iou = []
+def nlq_per_query(gold: dict, predictions: list[dict], thresholds=NLQ_THRESHOLDS, topk=NLQ_TOPK) -> dict[str, np.ndarray]:
+    """Per answered query: R{k}@{t} hits (0/1) and the first window's IoU (mIoU); the metrics are their means."""
+    out: dict[str, list] = {f"R{k}@{t}": [] for k in topk for t in thresholds}
+    out["mIoU"] = []
     for p in predictions:
         s, e = gold[(p["clip_uid"], p["annotation_uid"], p["query_idx"])]
         iou = hull_iou(p["predicted_times"], [[s, e]])[:, 0]
-        first_iou.append(iou[0])
+        out["mIoU"].append(iou[0])
         for t in thresholds:
             for k in topk:
-                hits[(t, k)].append(bool((iou > t)[:k].any()))
+                out[f"R{k}@{t}"].append(float((iou > t)[:k].any()))
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+def nlq_metrics(gold: dict, predictions: list[dict], total_queries: int, thresholds=NLQ_THRESHOLDS, topk=NLQ_TOPK) -> dict[str, float]:
+    """`gold`: (clip_uid, annotation_uid, query_idx) → (start, end); `predictions`: validated entries."""
     n = len(predictions)
-    out = {f"R{k}@{t}": (float(np.mean(hits[(t, k)])) if n else 0.0) for k in topk for t in thresholds}
-    out["mIoU"] = float(np.mean(first_iou)) if n else 0.0
+    out = {k: (float(np.mean(v)) if n else 0.0) for k, v in nlq_per_query(gold, predictions, thresholds, topk).items()}
     out["coverage"] = n / total_queries if total_queries else 0.0
     return out
+
+
+def mq_metrics(gt: list[dict], preds: list[dict]) -> dict[str, float]:
+    det, _ = mq_detection(gt, preds)
+    return {**det, **mq_retrieval(gt, preds)}
+
+
+def mq_clip_resample(gt: list[dict], preds: list[dict], clips: list, counts: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """The dataset holding clips[i] counts[i] times (copies renamed apart), for a bootstrap over clips."""
+    times = dict(zip(clips, counts.astype(int)))
+    g2 = [{**g, "clip": (g["clip"], c)} for g in gt for c in range(times.get(g["clip"], 0))]
+    p2 = [{**p, "clip": (p["clip"], c)} for p in preds for c in range(times.get(p["clip"], 0))]
+    return g2, p2
 
 
 # ---------------------------------------------------------------- MQ

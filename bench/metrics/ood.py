@@ -58,3 +58,71 @@ def group_means(per_dataset: dict[str, dict[str, float]], groups: dict[str, list
         if present:
             out[group] = {m: float(np.mean([d[m] for d in present])) for m in present[0]}
     return out
+
+
+class WeightedOOD:
+    """ood_metrics under per-sample draw counts, for the bootstrap: one sort, then O(n) per resample.
+
+    With all weights 1 it equals ood_metrics (sklearn's curves, drop_intermediate on the ROC and
+    not on the PR curves); a sample drawn k times counts as k tied copies of it.
+    """
+
+    def __init__(self, id_scores, ood_scores, recall: float = 0.95):
+        id_scores, ood_scores = _check(id_scores, ood_scores)
+        conf = np.concatenate([id_scores, ood_scores])
+        self.n_id, self.recall = id_scores.size, recall
+        values, inverse = np.unique(-conf, return_inverse=True)  # groups of tied scores, ascending -conf
+        self.order = np.argsort(-inverse, kind="stable")  # samples by descending -conf (sklearn's ROC order)
+        g = inverse[self.order]
+        self.starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        self.is_ood = (self.order >= self.n_id).astype(np.float64)
+
+    def __call__(self, w_id: np.ndarray, w_ood: np.ndarray) -> dict[str, float]:
+        w = np.concatenate([w_id, w_ood])[self.order]
+        ood_g = np.add.reduceat(w * self.is_ood, self.starts)
+        id_g = np.add.reduceat(w * (1 - self.is_ood), self.starts)
+        keep = (ood_g + id_g) > 0  # thresholds no drawn sample sits at do not exist in the resample
+        ood_g, id_g = ood_g[keep], id_g[keep]
+        tps, fps = np.cumsum(ood_g), np.cumsum(id_g)
+        return {"AUROC": self._auroc_fpr(tps, fps)[0], "FPR95": self._auroc_fpr(tps, fps)[1], **self._aupr(tps, fps, ood_g, id_g)}
+
+    def _auroc_fpr(self, tps, fps):
+        if tps.size > 2:  # sklearn's drop_intermediate: keep corners only
+            corner = np.r_[True, (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0), True]
+            tps, fps = tps[corner], fps[corner]
+        tpr, fpr = np.r_[0.0, tps] / tps[-1], np.r_[0.0, fps] / fps[-1]
+        return float(np.trapezoid(tpr, fpr)), float(fpr[np.argmax(tpr >= self.recall)])
+
+    @staticmethod
+    def _aupr(tps, fps, ood_g, id_g) -> dict[str, float]:
+        def area(tp, fp):
+            precision, rec = tp / (tp + fp), tp / tp[-1]
+            return float(np.trapezoid(np.r_[precision[::-1], 1.0][::-1], np.r_[rec[::-1], 0.0][::-1]))
+
+        return {"AUPR_IN": area(np.cumsum(id_g[::-1]), np.cumsum(ood_g[::-1])), "AUPR_OUT": area(tps, fps)}
+
+
+def ood_intervals(id_scores, ood_sets: dict[str, np.ndarray], groups: dict[str, list[str]], spec) -> dict:
+    """Intervals for each set's metrics ("<set>/<metric>") and the near/far means ("<group>/<metric>").
+
+    One stratified bootstrap: ID and every OOD set are resampled within themselves, and a resample
+    shares its ID draw across sets, as the point estimates share the ID scores.
+    """
+    from bench.metrics.uncertainty import bootstrap_loop
+
+    id_scores = np.asarray(id_scores, np.float64)
+    names = list(ood_sets)
+    scorers = {n: WeightedOOD(id_scores, ood_sets[n]) for n in names}
+    sizes = [id_scores.size] + [len(ood_sets[n]) for n in names]
+    edges = np.cumsum([0] + sizes)
+    strata = np.repeat(np.arange(len(sizes)), sizes)
+
+    def stat(w: np.ndarray) -> dict[str, float]:
+        w_id = w[: edges[1]]
+        per = {n: scorers[n](w_id, w[edges[i + 1] : edges[i + 2]]) for i, n in enumerate(names)}
+        out = {f"{n}/{m}": v for n, d in per.items() for m, v in d.items()}
+        for group, means in group_means(per, groups).items():
+            out.update({f"{group}/{m}": v for m, v in means.items()})
+        return out
+
+    return bootstrap_loop(stat, int(edges[-1]), spec, unit="ID and OOD sample", strata=strata)

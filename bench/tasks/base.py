@@ -33,6 +33,8 @@ class TaskContext:
     image_outputs: Callable[..., Any] = None
     # (adapter, DetectionSplit, image_ids, vocabulary=, novel=) -> per-image dicts of boxes/scores/labels[/masks]
     detections: Callable[..., Any] = None
+    # bench.metrics.uncertainty.Spec: how rows get stderr and CIs; None when the suite turns them off
+    uncertainty: Any = None
 
 
 @dataclass

@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.data.images import ImageDatasetSpec, ImageSplit, read_lines, dataset_name
 from bench.errors import DataError
-from bench.metrics.classification import topk_accuracy, topk_indices
+from bench.metrics.classification import topk_correct, topk_indices
+from bench.metrics.uncertainty import fill, proportions
 from bench.errors import OutputError
 from bench.probes import knn_scores, l2_normalize, linear_probe, zero_shot_weights, zpe_weights
-from bench.suite import ExistingPath
+from bench.suite import ExistingFile
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 CAPS = {
@@ -51,7 +52,7 @@ class FewShotOpts(_Opts):
 
 class ZeroShotOpts(_Opts):
     templates: Optional[list[str]] = None
-    templates_file: Optional[ExistingPath] = None  # one template per line, with {} for the class name
+    templates_file: Optional[ExistingFile] = None  # one template per line, with {} for the class name
     weighting: Literal["mean", "zpe"] = "mean"  # CLIP's equal-weight mean, or Allingham et al.'s label-free weights
     reference: Optional[ImageDatasetSpec] = None  # zpe: pre-training-like images for the bias correction
     temperature: float = Field(1.0, gt=0)  # zpe: softmax temperature over prompt scores
@@ -68,13 +69,13 @@ class ClassificationConfig(TaskConfig):
     protocol: Literal["head", "linear_probe", "few_shot", "knn", "zero_shot"] = "head"
     dataset: ImageDatasetSpec
     # head only: line i holds the model output index of dataset class i (e.g. ImageNet-R's 200 of 1000)
-    label_map: Optional[ExistingPath] = None
+    label_map: Optional[ExistingFile] = None
     knn: KnnOpts = KnnOpts()
     linear_probe: LinearProbeOpts = LinearProbeOpts()
     few_shot: FewShotOpts = FewShotOpts()
     zero_shot: ZeroShotOpts = ZeroShotOpts()
     # fine -> coarse classes: lines "fine,coarse" (class ids or names) or JSON {fine: coarse}; adds coarse/top1
-    hierarchy: Optional[ExistingPath] = None
+    hierarchy: Optional[ExistingFile] = None
     # evaluate at each test resolution (input_size); rows are named top1@<res>. timm ViTs need kwargs {dynamic_img_size: true}
     resolutions: Optional[list[Annotated[int, Field(gt=0)]]] = None
 
@@ -117,7 +118,7 @@ class ClassificationTask(Task):
                         r, pred, m = self._few_shot(adapter, test)
                     else:
                         scores, m = self._scores(adapter, test)
-                        r, pred = self._rows(scores, test)
+                        r, pred, _ = self._rows(scores, test)
                 except (RuntimeError, AssertionError) as e:  # e.g. timm asserting a fixed ViT input size
                     if not res:
                         raise
@@ -180,12 +181,13 @@ class ClassificationTask(Task):
             raise DataError(f"train split '{train.name}' and test split '{test.name}' have different classes")
         return train, self.ctx.image_outputs(adapter, train, "image_features"), self.ctx.image_outputs(adapter, test, "image_features")
 
-    def _rows(self, scores: np.ndarray, test: ImageSplit) -> tuple[list[dict], pd.DataFrame]:
+    def _rows(self, scores: np.ndarray, test: ImageSplit) -> tuple[list[dict], pd.DataFrame, dict]:
         top = topk_indices(scores, 5)
-        metrics = topk_accuracy(top, test.labels)
+        correct = topk_correct(top, test.labels)
         if self.cfg.hierarchy:
             coarse = coarse_index(self.cfg.hierarchy, test)
-            metrics["coarse/top1"] = float(np.mean(coarse[top[:, 0]] == coarse[test.labels]))
+            correct["coarse/top1"] = coarse[top[:, 0]] == coarse[test.labels]
+        metrics = {m: float(np.mean(v)) for m, v in correct.items()}
         preds = pd.DataFrame(
             {
                 "index": np.arange(len(test)),
@@ -196,7 +198,9 @@ class ClassificationTask(Task):
             }
         )
         rows = [{"metric": m, "value": v, "dataset": dataset_name(self.cfg.dataset), "split": test.name, "n": len(test)} for m, v in metrics.items()]
-        return rows, preds
+        if self.ctx.uncertainty and len(test):
+            fill(rows, proportions(correct, self.ctx.uncertainty, unit="image"))
+        return rows, preds, correct
 
     def _few_shot(self, adapter, test: ImageSplit) -> tuple[list[dict], pd.DataFrame, dict]:
         """k shots per class, several seeded draws: mean with the standard deviation over draws as stderr."""
@@ -204,7 +208,7 @@ class ClassificationTask(Task):
 
         fs = self.cfg.few_shot
         train, f_train, f_test = self._train_features(adapter, test)
-        per_seed, frames = [], []
+        per_seed, frames, hits = [], [], []
         for s in range(fs.seeds):
             rng = np.random.default_rng(self.ctx.seed + s)
             idx = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[: fs.shots] for c in range(len(train.classes))])
@@ -212,17 +216,28 @@ class ClassificationTask(Task):
             clf.fit(l2_normalize(f_train[idx].astype(np.float64)), train.labels[idx])
             scores = np.full((len(test), len(test.classes)), -np.inf)
             scores[:, clf.classes_] = clf.decision_function(l2_normalize(f_test.astype(np.float64))).reshape(len(test), -1)
-            r, pred = self._rows(scores, test)
+            r, pred, correct = self._rows(scores, test)
             per_seed.append({row["metric"]: row["value"] for row in r})
+            hits.append(correct)
             frames.append(pred.assign(draw=s))
         rows = []
         for m in per_seed[0]:
             vals = np.asarray([d[m] for d in per_seed])
             std = float(vals.std(ddof=1)) if len(vals) > 1 else None
-            rows.append(
-                {"metric": m, "value": float(vals.mean()), "stderr": std, "dataset": dataset_name(self.cfg.dataset), "split": test.name, "n": len(test)}
-            )
-        meta = {"shots": fs.shots, "seeds": fs.seeds, "C": fs.C, "top1_per_draw": [d["top1"] for d in per_seed]}
+            rows.append({"metric": m, "value": float(vals.mean()), "dataset": dataset_name(self.cfg.dataset), "split": test.name, "n": len(test)})
+            rows[-1]["draws_std"] = std
+        if self.ctx.uncertainty and len(test):
+            # over test images of each image's hit rate across draws; the draws' own spread is in meta
+            spec = self.ctx.uncertainty
+            mean_hits = {m: np.mean([h[m] for h in hits], axis=0) for m in hits[0]}
+            fill(rows, proportions(mean_hits, replace(spec, method="bootstrap"), unit="image"))
+        meta = {
+            "shots": fs.shots,
+            "seeds": fs.seeds,
+            "C": fs.C,
+            "top1_per_draw": [d["top1"] for d in per_seed],
+            "std_over_draws": {r["metric"]: r.pop("draws_std") for r in rows},
+        }
         return rows, pd.concat(frames, ignore_index=True), meta
 
     def _templates(self) -> list[str]:

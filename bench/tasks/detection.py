@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bench.data.coco import DetectionDatasetSpec, DetectionSplit, dataset_name, read_json
 from bench.errors import DataError
 from bench.metrics import coco as M
-from bench.suite import ExistingPath
+from bench.metrics.coco_bootstrap import image_bootstrap
+from bench.metrics.uncertainty import fill
+from bench.suite import ExistingFile
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 # OVR-CNN / ViLD COCO split: 48 base and 17 novel of the 80 COCO classes.
@@ -55,7 +57,7 @@ class OvdSplit(BaseModel):
 class OvdConfig(_DetectionConfig):
     type: Literal["ovd_coco"]
     split: Optional[OvdSplit] = None  # default: OVR-CNN's 48 base / 17 novel COCO classes
-    split_file: Optional[ExistingPath] = None  # JSON {"base": [...], "novel": [...]} of names or ids
+    split_file: Optional[ExistingFile] = None  # JSON {"base": [...], "novel": [...]} of names or ids
 
     @model_validator(mode="after")
     def _one_split(self):
@@ -103,9 +105,6 @@ class DetectionTask(Task):
         if "predictions" in adapter.capabilities:
             source = adapter.predictions_file(cfg.name)
             raw = read_json(source, "results JSON")
-            if self.ctx.limit and isinstance(raw, list):
-                keep = set(image_ids)
-                raw = [r for r in raw if not isinstance(r, dict) or r.get("image_id") in keep]
         else:
             source = f"model '{adapter.args.name}'"
             vocab, novel = self.vocabulary(split)
@@ -116,14 +115,18 @@ class DetectionTask(Task):
         rows, preds = [], []
         over = None
         gt = M.load_gt(split.gt)
+        spec = self.ctx.uncertainty
         for iou in cfg.iou_types:
-            results = M.validate_results(split.gt, raw, iou, source)
+            results = M.validate_results(split.gt, raw, iou, source)  # against the whole GT, before --limit samples images
+            if self.ctx.limit:
+                keep = set(image_ids)
+                results = [r for r in results if r["image_id"] in keep]
             over = M.dets_over_cap(results, self.cap)
-            ev = M.evaluate(gt, results, iou, img_ids=image_ids, lvis=self.lvis)
-            rows += [{"metric": f"{iou}/{k}", "value": v} for k, v in self.numbers(ev, split).items()]
-            if getattr(cfg, "per_category", False):
-                names = {c["id"]: c["name"] for c in split.categories}
-                rows += [{"metric": f"{iou}/AP/{names[c]}", "value": v} for c, v in M.per_category_ap(ev).items()]
+            ev = M.evaluate(gt, results, iou, img_ids=image_ids, lvis=self.lvis, keep_matches=spec is not None)
+            new = [{"metric": f"{iou}/{k}", "value": v} for k, v in self.all_numbers(ev, split).items()]
+            if spec is not None:
+                fill(new, image_bootstrap(ev, lambda e: self.all_numbers(e, split), spec), match=lambda r, p=f"{iou}/": r["metric"][len(p) :])
+            rows += new
             if iou == cfg.iou_types[0]:
                 preds = results
         if over:
@@ -138,7 +141,8 @@ class DetectionTask(Task):
             {
                 "image_id": [p["image_id"] for p in preds],
                 "category_id": [p["category_id"] for p in preds],
-                "bbox": [json.dumps(p["bbox"]) if "bbox" in p else None for p in preds],
+                # the engine adds a numpy bbox to segm results that had none (cocoapi's own fake results)
+                "bbox": [json.dumps(np.asarray(p["bbox"], np.float64).tolist()) if "bbox" in p else None for p in preds],
                 "score": np.asarray([p["score"] for p in preds], dtype=np.float64),
             }
         )
@@ -146,6 +150,14 @@ class DetectionTask(Task):
 
     def numbers(self, ev, split: DetectionSplit) -> dict[str, float]:
         return M.coco_stats(ev)
+
+    def all_numbers(self, ev, split: DetectionSplit) -> dict[str, float]:
+        """The family's numbers plus per-category AP when asked for, named without the iou-type prefix."""
+        out = self.numbers(ev, split)
+        if getattr(self.cfg, "per_category", False):
+            names = {c["id"]: c["name"] for c in split.categories}
+            out.update({f"AP/{names[c]}": v for c, v in M.per_category_ap(ev).items()})
+        return out
 
 
 @register_task

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Literal, Union
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -32,6 +33,7 @@ from bench.data.ego4d import (
 )
 from bench.errors import DataError
 from bench.metrics import ego4d as E
+from bench.metrics import uncertainty as U
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 
@@ -116,6 +118,15 @@ class NlqTask(Task):
         gold = {(q.clip_uid, q.annotation_uid, q.query_idx): q.gold for q in data.queries}
         m = E.nlq_metrics(gold, entries, total)
         rows = [{"metric": f"nlq/{k}", "value": v, "dataset": Path(data.path).stem, "split": "val", "n": len(entries)} for k, v in m.items()]
+        if self.ctx.uncertainty and entries:
+            per = E.nlq_per_query(gold, entries)
+            names, x = list(per), np.stack(list(per.values()), axis=1)
+            iv = U.bootstrap(lambda w: dict(zip(names, U.weighted_mean(w, x).T)), len(entries), self.ctx.uncertainty, unit="query")
+            if total:  # coverage: a proportion of all queries
+                answered = np.zeros(total, bool)
+                answered[: min(len(entries), total)] = True
+                iv.update(U.proportions({"coverage": answered}, self.ctx.uncertainty, unit="query"))
+            U.fill(rows, iv, match=lambda r: r["metric"][len("nlq/") :])
         frames = [self._frame(entries, "val")]
         if self.cfg.export_test and "predictions" not in adapter.capabilities:
             if not spec.test_annotations:
@@ -172,6 +183,13 @@ class MqTask(Task):
         meta["ap_per_class"] = per_class
         name = Path(data.path).stem
         rows = [{"metric": f"mq/{k}", "value": v, "dataset": name, "split": spec.split, "n": len(data.moments)} for k, v in {**det, **ret}.items()]
+        clips = list(dict.fromkeys(g["clip"] for g in data.moments))
+        if self.ctx.uncertainty and clips:
+            # over clips: AP's greedy matching is per clip, so a drawn clip is a renamed copy
+            iv = U.bootstrap_loop(
+                lambda w: E.mq_metrics(*E.mq_clip_resample(data.moments, preds, clips, w)), len(clips), self.ctx.uncertainty, unit="clip"
+            )
+            U.fill(rows, iv, match=lambda r: r["metric"][len("mq/") :])
         frames = [self._frame(preds, spec.split)]
         if self.cfg.export_test and "predictions" not in adapter.capabilities:
             if not spec.test_split:

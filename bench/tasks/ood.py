@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bench.data.images import ImageDatasetSpec, ImageSplit, dataset_name
 from bench.errors import DataError
-from bench.metrics.classification import topk_accuracy, topk_indices
-from bench.metrics.ood import CONVENTION, group_means, ood_metrics
+from bench.metrics.classification import topk_correct, topk_indices
+from bench.metrics.ood import CONVENTION, group_means, ood_intervals, ood_metrics
+from bench.metrics.uncertainty import fill, proportions
 from bench.postprocessors import POSTPROCESSORS, Head, Outputs, create_postprocessor
 from bench.probes import l2_normalize, zero_shot_weights
 from bench.registry import did_you_mean
@@ -230,8 +231,9 @@ class OODTask(Task):
         # ID accuracy from the model's own head, or zero-shot for text-image models
         scores = x_id.logits if x_id.logits is not None else (self._mcm_logits(adapter, x_id.features, id_test) if "text_features" in need else None)
         if scores is not None:
-            for m, v in topk_accuracy(topk_indices(scores, 5), id_test.labels).items():
-                rows.append({"metric": m, "value": v, "dataset": dataset_name(cfg.dataset), "split": id_test.name, "n": len(id_test)})
+            correct = topk_correct(topk_indices(scores, 5), id_test.labels)
+            acc = [{"metric": m, "value": float(v.mean()), "dataset": dataset_name(cfg.dataset), "split": id_test.name, "n": len(id_test)} for m, v in correct.items()]
+            rows += fill(acc, proportions(correct, self.ctx.uncertainty, unit="image")) if self.ctx.uncertainty else acc
 
         for spec in cfg.postprocessors:
             hp, swept = dict(spec.hparams), None
@@ -239,21 +241,24 @@ class OODTask(Task):
                 hp, swept = self._sweep(adapter, spec, train, head, need, id_test)
             score = self._scorer(adapter, spec, hp, train, head, id_test)
             s_id = score(id_test, x_id)
-            per = {}
+            per, s_oods, new = {}, {}, []
             for group, s in sets:
-                s_ood = score(ood_splits[s.name], x_ood[s.name])
+                s_ood = s_oods[s.name] = score(ood_splits[s.name], x_ood[s.name])
                 per[s.name] = ood_metrics(s_id, s_ood, what=f"{spec.label} on {s.name}")
-                rows += [
+                new += [
                     {"metric": m, "value": v, "dataset": s.name, "split": group, "n": len(s_ood), "method": spec.label, "convention": CONVENTION}
                     for m, v in per[s.name].items()
                 ]
                 preds.append(pd.DataFrame({"method": spec.label, "set": s.name, "index": np.arange(len(s_ood)), "score": s_ood}))
             groups = {"near": [s.name for s in cfg.near], "far": [s.name for s in cfg.far]}
             for group, means in group_means(per, groups).items():
-                rows += [
+                new += [
                     {"metric": m, "value": v, "dataset": group, "split": "mean", "n": len(groups[group]), "method": spec.label, "convention": CONVENTION}
                     for m, v in means.items()
                 ]
+            if self.ctx.uncertainty:
+                fill(new, ood_intervals(s_id, s_oods, groups, self.ctx.uncertainty), match=lambda r: f"{r['dataset']}/{r['metric']}")
+            rows += new
             preds.append(pd.DataFrame({"method": spec.label, "set": "id", "index": np.arange(len(s_id)), "score": s_id}))
             meta["methods"][spec.label] = {"hparams": hp, **({"sweep": swept} if swept else {})}
         return TaskResult(rows=rows, predictions=pd.concat(preds, ignore_index=True), meta=meta)
