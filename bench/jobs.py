@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from bench.errors import SuiteError
+from bench.filehash import content_of
 from bench.registry import did_you_mean
 from bench.suite import Defaults, Suite
 
@@ -105,12 +106,16 @@ def expand(suite: Suite, settings: Defaults | None = None) -> Plan:
             written = dict(suite.raw_tasks[ti])
             written.pop("models", None)
             numbers = {"precision": settings.precision, "limit": settings.limit, "seed": settings.seed, "v": PROTOCOL_VERSION}
+            dumps = (model.model_dump(), task.model_dump(exclude={"models"}))
+            # the bytes of every file the job reads (checkpoint, ingredients, predictions, annotations): a file
+            # overwritten in place is a new job; the uncertainty settings change the rows' CI columns
+            content = {"files": content_of(*dumps), "uncertainty": suite.uncertainty.model_dump() if suite.uncertainty else None}
             jobs.append(
                 Job(
                     model=model,
                     task=task,
                     settings=settings,
-                    job_hash=short_hash({"model": model.model_dump(), "task": task.model_dump(exclude={"models"}), **numbers}),
+                    job_hash=short_hash({"model": dumps[0], "task": dumps[1], **numbers, **content}),
                     task_hash=short_hash({"task": written, **numbers}),
                 )
             )
