@@ -8,6 +8,7 @@ per ``adapter.preprocess``; the adapter normalises them on its device.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, Optional
 
@@ -37,6 +38,10 @@ CAPABILITIES = (
 )
 
 
+# the output shape of each tensor capability, for OutputError messages
+OUTPUT_SHAPES = {"image_logits": "[batch, classes]", "image_features": "[batch, dim]", "text_features": "[batch, dim]"}
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How images must be prepared: resize shorter side to floor(size/crop_pct), centre-crop size."""
@@ -62,6 +67,11 @@ class PreprocessArgs(BaseModel):
     def apply(self, base: Preprocess) -> Preprocess:
         over = {k: v for k, v in self.model_dump().items() if v is not None}
         return Preprocess(**{**base.as_dict(), **over})
+
+
+def memory_format() -> torch.memory_format:
+    """channels_last unless BENCH_CHANNELS_LAST=0 (for checking that numbers do not hang on the layout)."""
+    return torch.contiguous_format if os.environ.get("BENCH_CHANNELS_LAST", "1") == "0" else torch.channels_last
 
 
 class AdapterArgs(BaseModel):
@@ -109,11 +119,11 @@ class Adapter:
 
     def _prepare_module(self, module: torch.nn.Module) -> torch.nn.Module:
         # channels_last speeds up convolutions on CUDA and on CPU (oneDNN): +30% for resnet18 on 2 cores
-        return module.eval().to(self.device, memory_format=torch.channels_last)
+        return module.eval().to(self.device, memory_format=memory_format())
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW → normalised float on the adapter's device."""
-        x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format())
         key = (self.preprocess.mean, self.preprocess.std)
         if getattr(self, "_norm_key", None) != key:
             # made once: a per-batch torch.tensor(..., device=cuda) is a blocking copy that stalls the stream
@@ -121,6 +131,14 @@ class Adapter:
             self._mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1) * 255
             self._std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1) * 255
         return (x.float() - self._mean) / self._std
+
+    @staticmethod
+    def check_shape(t: torch.Tensor, what: str, model: str) -> torch.Tensor:
+        """A [batch, ...] output of the expected rank, or one line naming capability, expected and actual shape."""
+        want = OUTPUT_SHAPES.get(what, "[batch, dim]")
+        if t.ndim != want.count(",") + 1:
+            raise OutputError(f"model '{model}': {what} must have shape {want}, got shape {list(t.shape)}")
+        return t
 
     @staticmethod
     def check_finite(t: torch.Tensor, what: str, model: str) -> torch.Tensor:

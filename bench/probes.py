@@ -15,16 +15,20 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
 def knn_scores(
     train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 1024
 ) -> np.ndarray:
-    """DINO's weighted k-NN: cosine similarity, top-k neighbours, votes weighted by exp(sim / T)."""
-    train = l2_normalize(train.astype(np.float32))
-    test = l2_normalize(test.astype(np.float32))
+    """DINO's weighted k-NN: cosine similarity, top-k neighbours, votes weighted by exp(sim / T).
+
+    Similarities are float64: in float32 the order of near-tied neighbours follows the BLAS
+    reduction order, so the thread count and the CPU would pick the neighbours.
+    """
+    train = l2_normalize(train.astype(np.float64))
+    test = l2_normalize(test.astype(np.float64))
     k = min(k, len(train))
     out = np.zeros((len(test), num_classes), dtype=np.float64)
     for s in range(0, len(test), chunk):
         sim = test[s : s + chunk] @ train.T
         idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(sim, idx, axis=1)
-        w = np.exp(top.astype(np.float64) / temperature)
+        w = np.exp(top / temperature)
         rows = np.repeat(np.arange(len(idx)), k)
         np.add.at(out[s : s + chunk], (rows, train_labels[idx].ravel()), w.ravel())
     return out

@@ -30,6 +30,7 @@ SCHEMA = pa.schema(
         ("stderr", pa.float64()),
         ("ci_low", pa.float64()),
         ("ci_high", pa.float64()),
+        ("ci_method", pa.string()),  # how stderr/ci_low/ci_high were made: wilson, bootstrap(unit=…,resamples=…,seed=…)
         ("status", pa.string()),  # ok | failed
         ("error", pa.string()),
         ("convention", pa.string()),
@@ -44,6 +45,9 @@ SCHEMA = pa.schema(
         ("timm", pa.string()),
         ("open_clip", pa.string()),
         ("device", pa.string()),
+        ("machine", pa.string()),  # CPU model, or the GPU's name on CUDA
+        ("threads", pa.int64()),  # torch intra-op threads
+        ("blas", pa.string()),  # BLAS library and version numpy/scikit-learn call (threadpoolctl)
         ("precision", pa.string()),
         ("batch_size", pa.int64()),
         ("seed", pa.int64()),
@@ -119,12 +123,15 @@ def row_files(path: Path) -> list[Path]:
     return files or sorted(p for p in path.rglob("*.parquet") if p.parent.name != "predictions")
 
 
-def load_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The union of all rows; for the same job and metric the newest row wins."""
+def load_rows(paths: Iterable[str | Path], with_source: bool = False) -> pd.DataFrame:
+    """The union of all rows; for the same job and metric the newest row wins.
+
+    with_source adds `_rows_file`, the Parquet each row came from (its predictions lie beside it).
+    """
     files = [f for p in paths for f in row_files(Path(p))]
     if not files:
         raise BenchError(f"no result rows found in {', '.join(str(p) for p in paths)}")
-    df = pd.concat([_read(f) for f in files], ignore_index=True)
+    df = pd.concat([_read(f).assign(_rows_file=str(f)) if with_source else _read(f) for f in files], ignore_index=True)
     df = df.sort_values("started_at", kind="stable", na_position="first")
     df = df.drop_duplicates(subset=["job_hash", "dataset", "split", "metric", "method"], keep="last")
     # a job that later succeeded drops its old failure row, and vice versa
@@ -156,4 +163,41 @@ def environment() -> dict[str, Optional[str]]:
         sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or None
     except Exception:
         sha = None
-    return {"bench_version": bench.__version__, "git_sha": sha, "torch": version("torch"), "timm": version("timm"), "open_clip": version("open_clip")}
+    return {
+        "bench_version": bench.__version__,
+        "git_sha": sha,
+        "torch": version("torch"),
+        "timm": version("timm"),
+        "open_clip": version("open_clip"),
+        "blas": blas_library(),
+    }
+
+
+def cpu_model() -> Optional[str]:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or None
+
+
+def blas_library() -> Optional[str]:
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    except Exception:
+        return None
+    return ", ".join(sorted({f"{i.get('internal_api')} {i.get('version')}" for i in libs})) or None
+
+
+def machine(device: str) -> dict:
+    """What the numbers ran on: the CPU model or the GPU name, and the torch thread count."""
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") and torch.cuda.is_available() else cpu_model()
+    return {"machine": name, "threads": torch.get_num_threads()}

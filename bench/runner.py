@@ -19,17 +19,30 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bench.cache import OutputCache
 from bench.errors import one_line
+from bench.metrics.uncertainty import Spec
 from bench.jobs import PROTOCOL_VERSION, Job, Plan, short_hash
-from bench.results import environment, job_rows_ok, load_rows, write_frame, write_json, write_rows
+from bench.results import environment, job_rows_ok, machine, load_rows, write_frame, write_json, write_rows
 from bench.suite import Suite
 
 AUTO_BATCH = {"cpu": 64, "cuda": 256}
 AUTO_DET_BATCH = {"cpu": 2, "cuda": 8}  # full-size images through a detector
 PAIR = frozenset({"image_features", "image_logits"})
+
+
+def blas_threads():
+    """numpy/scikit-learn BLAS on BENCH_BLAS_THREADS threads (default 1) while a task runs.
+
+    Fits and similarity matmuls then sum in one order on every machine and in every pool worker
+    (lbfgs is also several times faster on one thread than on two here); torch is not affected.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=int(os.environ.get("BENCH_BLAS_THREADS", "1")), user_api="blas")
 
 
 def resolve_device(device: str) -> str:
@@ -321,8 +334,11 @@ class Runner:
         base = self._base_row(job, device)
         try:
             adapter = self._get_adapter(job, device)
-            ctx = TaskContext(seed=s.seed, limit=s.limit, image_outputs=self.image_outputs, detections=self.detections)
-            result = TASKS.get(job.task.type)(job.task, ctx).evaluate(adapter)
+            ctx = TaskContext(
+                seed=s.seed, limit=s.limit, image_outputs=self.image_outputs, detections=self.detections, uncertainty=Spec.of(self.suite.uncertainty)
+            )
+            with blas_threads():
+                result = TASKS.get(job.task.type)(job.task, ctx).evaluate(adapter)
             wall = time.perf_counter() - t0
             meta = json.dumps({**adapter.metadata(), **result.meta}, default=str, sort_keys=True)
             sps = self.samples / self.forward_s if self.forward_s > 0 else None
@@ -370,6 +386,7 @@ class Runner:
             "seed": s.seed,
             "started_at": dt.datetime.now(dt.timezone.utc),
             **environment(),
+            **machine(device),
         }
 
     def record_failure(self, job: Job, msg: str, device: str) -> None:
@@ -475,7 +492,7 @@ class Runner:
                         outcome.wall_s = outcome.wall_s or float(outcome.rows[0].get("wall_s") or 0.0)
                     outcomes.append(outcome)
                     if outcome.status == "failed":
-                        progress.console.print(f"[red]FAILED[/] {job.key}: {outcome.error}")
+                        progress.console.print(f"[red]FAILED[/] {job.key}: {escape(outcome.error or '')}")
                     if wid in lines:
                         progress.update(lines[wid], description=f"  worker {wid}: idle")
                     progress.advance(jobs_bar)
@@ -513,7 +530,7 @@ class Runner:
                 outcome = self.run_job(job, device)
                 outcomes.append(outcome)
                 if outcome.status == "failed":
-                    progress.console.print(f"[red]FAILED[/] {job.key}: {outcome.error}")
+                    progress.console.print(f"[red]FAILED[/] {job.key}: {escape(outcome.error or '')}")
                 progress.advance(jobs_bar)
                 self._write_run_json(device, outcomes, [])
             progress.update(jobs_bar, description=f"[bold]{self.suite.name}[/] done")
