@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.errors import BenchError, SuiteError
@@ -28,8 +30,18 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 def _fail(e: Exception, code: int = 2):
     lines = e.problems if isinstance(e, SuiteError) else [str(e)]
     for line in lines:
-        err.print(f"[red]error[/]: {line}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error[/]: {escape(line)}", highlight=False, soft_wrap=True)  # '[batch, dim]' is not markup
     raise typer.Exit(code)
+
+
+def _override_error(e) -> str:
+    """A command-line override pydantic refused, as '--flag: message' naming the value."""
+    out = []
+    for x in e.errors(include_url=False):
+        flag = "--" + str(x["loc"][0]).replace("_", "-") if x["loc"] else "option"
+        msg = str(x.get("ctx", {}).get("error", "")) if x["type"] == "value_error" else f"{x['input']!r}: {x['msg']}"
+        out.append(f"{flag}: {msg}")
+    return "; ".join(dict.fromkeys(out))
 
 
 def _load(suite: Path, check_paths: bool = True):
@@ -85,8 +97,8 @@ def run(
         over = {k: v for k, v in {"device": device, "limit": limit, "batch_size": batch_size, "precision": precision}.items() if v is not None}
         try:
             settings = Defaults.model_validate({**s.defaults.model_dump(), **over})
-        except Exception as e:
-            raise BenchError(f"bad command-line override: {str(e).splitlines()[-1].strip()}") from None
+        except ValidationError as e:
+            raise BenchError(_override_error(e)) from None
         plan = expand(s, settings)
     except BenchError as e:
         _fail(e)
@@ -139,7 +151,7 @@ def _print_summary(summary):
         plain = [r for r in o.rows if not r.get("method") and r["metric"].count("/") < 2]
         per_cat = sum(r["metric"].count("/") >= 2 for r in o.rows)
         methods = {r["method"] for r in o.rows if r.get("method")}
-        metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in plain) if o.rows else (o.error if o.status == "failed" else "")
+        metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in plain) if o.rows else (escape(o.error or "") if o.status == "failed" else "")
         if methods:
             metrics += f"{', ' if plain else ''}{len(o.rows) - len(plain) - per_cat} rows over {len(methods)} methods"
         if per_cat:
@@ -263,51 +275,51 @@ def compare(
 @app.command()
 def check(
     results: list[Path] = typer.Argument(..., help="Results folders or Parquet files of the current run."),
-    baseline: Path = typer.Option(..., help="Baseline Parquet (e.g. results/baselines/smoke.parquet)."),
-    tolerance: float = typer.Option(0.0, min=0.0, help="Default absolute tolerance, in the metric's own units (0.01 = 1 point of accuracy)."),
+    baseline: Path = typer.Option(..., help="Baseline: a Parquet file, or a results folder (then its predictions allow paired tests)."),
+    tolerance: float = typer.Option(0.0, min=0.0, help="Absolute floor on the noise band, in the metric's own units (0.01 = 1 point of accuracy)."),
+    z: float = typer.Option(2.0, "--z", min=0.0, help="Noise band width in standard errors: a change beyond z·sqrt(se_base² + se_current²) counts."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Report rows of another task config, --limit or sample count, but do not fail on them."),
     suite: Optional[Path] = typer.Option(None, help="Suite whose check.tolerance gives per-metric tolerances (default: the one recorded in run.json)."),
     summary: Optional[Path] = typer.Option(None, help="Also write a markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
     show_all: bool = typer.Option(False, "--all", help="List every metric, not only the bad ones."),
 ):
-    """Fail (exit 1) when a metric drops beyond tolerance, or a baseline row is missing or failed."""
+    """Label every baseline metric regressed, within noise, improved, missing, failed or not comparable; exit 1 on any bad one.
+
+    A metric regresses when it moves the wrong way by more than max(tolerance, z·sqrt(se_base² + se_current²));
+    where both sides have per-sample predictions, McNemar's test on the paired samples decides instead.
+    """
     from bench import check as chk
     from bench.results import load_rows
 
     try:
-        current = load_rows([str(p) for p in results])
-        base = load_rows([str(baseline)])
+        current = load_rows([str(p) for p in results], with_source=True)
+        base = load_rows([str(baseline)], with_source=True)
         per_metric = _tolerances(suite, results)
     except BenchError as e:
         _fail(e)
-    verdicts = chk.check(current, base, tolerance, per_metric)
+    verdicts = chk.check(current, base, tolerance, per_metric, z=z, allow_mismatch=allow_mismatch)
     t = Table(title=f"bench check against {baseline}")
-    for c in ("status", "model", "task", "metric", "baseline", "current", "Δ", "tol", "note"):
+    for c in ("status", "model", "task", "metric", "baseline", "current", "Δ", "tol", "reason"):
         t.add_column(c)
-    colors = {"ok": "green", "improved": "cyan", "regressed": "red", "missing": "red", "failed": "red"}
+    colors = {"within noise": "green", "improved": "cyan", "not comparable (allowed)": "yellow"}
     for v in verdicts:
         if v.bad or show_all:
             cur = "—" if v.current is None else f"{v.current:.4f}"
             delta = "—" if v.current is None else f"{v.current - v.baseline:+.4f}"
+            color = colors.get(v.status, "red")
             t.add_row(
-                f"[{colors[v.status]}]{v.status}[/]",
-                v.model,
-                v.task,
-                f"{v.dataset}/{v.split} {v.metric}",
-                f"{v.baseline:.4f}",
-                cur,
-                delta,
-                f"{v.tolerance:g}",
-                v.note,
+                f"[{color}]{v.status}[/]", v.model, v.task, f"{v.dataset}/{v.split} {v.metric}", f"{v.baseline:.4f}", cur, delta, f"{v.tolerance:g}", escape(v.note)
             )
     bad = [v for v in verdicts if v.bad]
     if t.row_count:
         out.print(t)
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(chk.counts(verdicts).items()))
     if summary:
         summary.write_text(chk.render_markdown(verdicts))
     if bad:
-        out.print(f"[red]FAIL[/]: {len(bad)} of {len(verdicts)} baseline metrics regressed, missing or failed")
+        out.print(f"[red]FAIL[/]: {len(bad)} of {len(verdicts)} baseline metrics are regressed, missing, failed or not comparable ({tally})")
         raise typer.Exit(1)
-    out.print(f"[green]PASS[/]: {len(verdicts)} baseline metrics within tolerance")
+    out.print(f"[green]PASS[/]: {len(verdicts)} baseline metrics ({tally})")
 
 
 export_app = typer.Typer(help="Write challenge and leaderboard submission files from a run's predictions.", no_args_is_help=True)

@@ -16,6 +16,7 @@ from bench.metrics import higher_is_better
 from bench.results import load_rows
 
 COL = ["task", "dataset", "split", "metric"]
+NOISE_Z = 2.0  # two values closer than z·sqrt(se1² + se2²) are a tie, as bench check's default rule
 
 
 @dataclass
@@ -23,7 +24,11 @@ class Cell:
     value: Optional[float] = None
     status: str = "ok"
     delta: Optional[float] = None
-    best: bool = False
+    best: bool = False  # ahead of every other model by more than the noise
+    tie: bool = False  # among the leaders, but within noise of the best
+    stderr: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
     flag: str = ""  # why the cell is not comparable, empty when it is
     task_hash: Optional[str] = None
 
@@ -73,7 +78,9 @@ def build(
         comp.notes.append(f"{hidden} per-category rows hidden (--metric 'bbox/AP/*' shows them)")
 
     for r in ok.itertuples(index=False):
-        comp.cells[(r.model, (r.task, r.dataset, r.split, r.metric))] = Cell(value=float(r.value), task_hash=r.task_hash)
+        comp.cells[(r.model, (r.task, r.dataset, r.split, r.metric))] = Cell(
+            value=float(r.value), task_hash=r.task_hash, stderr=_num(r.stderr), ci_low=_num(r.ci_low), ci_high=_num(r.ci_high)
+        )
     for r in failed.itertuples(index=False):
         for col in columns:
             if col[0] == r.task:
@@ -87,17 +94,29 @@ def build(
             comp.cells[(r.model, col)].flag = f"task config differs (task_hash {r.task_hash} vs {hashes[col]})"
 
     for col in columns:
-        vals = [(m, c.value) for m in models if (c := comp.cells.get((m, col))) and c.value is not None and not c.flag]
-        if len(vals) > 1:
-            pick = max if higher_is_better(col[3]) else min
-            best = pick(v for _, v in vals)
-            for m, v in vals:
-                if v == best:
-                    comp.cells[(m, col)].best = True
+        mark_best([c for m in models if (c := comp.cells.get((m, col))) and c.value is not None and not c.flag], higher_is_better(col[3]))
 
     if baseline:
         _apply_baseline(comp, baseline)
     return comp
+
+
+def _num(x) -> Optional[float]:
+    return None if x is None or pd.isna(x) else float(x)
+
+
+def mark_best(cells: list[Cell], higher: bool) -> None:
+    """Bold the leader only when it beats every other cell by more than the noise; else mark the leaders as tied."""
+    if len(cells) < 2:
+        return
+    lead = max(cells, key=lambda c: c.value if higher else -c.value)
+    se = lambda c: c.stderr or 0.0  # noqa: E731
+    tied = [c for c in cells if abs(lead.value - c.value) <= NOISE_Z * (se(lead) ** 2 + se(c) ** 2) ** 0.5]
+    if len(tied) == 1:
+        lead.best = True
+    else:
+        for c in tied:
+            c.tie = True
 
 
 def _apply_baseline(comp: Comparison, baseline: str) -> None:
@@ -133,12 +152,16 @@ def cell_text(c: Optional[Cell], markup: str) -> str:
     if c.status != "ok":
         return "failed"
     s = _pct(c.value)
+    if c.ci_low is not None and c.ci_high is not None:
+        s += f" ±{100 * (c.ci_high - c.ci_low) / 2:.2f}"
     if c.delta is not None:
         s += f" ({'+' if c.delta >= 0 else ''}{100 * c.delta:.2f})"
     if c.flag:
         s += " †"
     if c.best:
         s = {"rich": f"[bold green]{s}[/]", "md": f"**{s}**", "html": f"<b>{s}</b>"}.get(markup, s + " *")
+    elif c.tie:
+        s += " ≈"
     return s
 
 
@@ -148,7 +171,10 @@ def col_title(col: tuple) -> str:
 
 
 def footnotes(comp: Comparison) -> list[str]:
-    out = ["values in %; best per metric in bold" + ("; " + "; ".join(comp.notes) if comp.notes else "")]
+    out = [
+        "values in % with ± half the 95% CI; best per metric in bold when ahead by more than the noise"
+        f" (z={NOISE_Z:g} standard errors), ≈ marks leaders tied within it" + ("; " + "; ".join(comp.notes) if comp.notes else "")
+    ]
     for (model, col), c in comp.cells.items():
         if c.flag and c.status == "ok":
             out.append(f"† {model} · {col[0]}/{col[3]}: not comparable: {c.flag}")
@@ -209,7 +235,11 @@ def render_csv(comp: Comparison) -> str:
                     "value": c.value,
                     "status": c.status,
                     "delta": c.delta,
+                    "stderr": c.stderr,
+                    "ci_low": c.ci_low,
+                    "ci_high": c.ci_high,
                     "best": c.best,
+                    "tie": c.tie,
                     "comparable": not c.flag,
                     "note": c.flag,
                 }
@@ -221,13 +251,38 @@ def render_html(comp: Comparison) -> str:
     import html
 
     head = "".join(f"<th>{html.escape(col_title(c)).replace(chr(10), '<br>')}</th>" for c in comp.columns)
+    spans = {c: _span(comp, c) for c in comp.columns}
     body = "".join(
-        f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td>{cell_text(comp.cells.get((m, c)), 'html')}</td>" for c in comp.columns) + "</tr>" for m in comp.models
+        f"<tr><td>{html.escape(m)}</td>"
+        + "".join(f"<td>{cell_text(comp.cells.get((m, c)), 'html')}{error_bar(comp.cells.get((m, c)), spans[c])}</td>" for c in comp.columns)
+        + "</tr>"
+        for m in comp.models
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in footnotes(comp))
     plots = resolution_plots(comp)
     style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare</title><style>{style}</style></head><body><table><tr><th>model</th>{head}</tr>{body}</table><ul>{notes}</ul>{plots}</body></html>\n"
+
+
+def _span(comp: Comparison, col: tuple) -> Optional[tuple[float, float]]:
+    """The column's range of values and interval ends, so its error bars share one scale."""
+    ends = [x for m in comp.models if (c := comp.cells.get((m, col))) and c.value is not None for x in (c.value, c.ci_low, c.ci_high) if x is not None]
+    return (min(ends), max(ends)) if ends and max(ends) > min(ends) else None
+
+
+def error_bar(c: Optional[Cell], span: Optional[tuple[float, float]], w: int = 80, h: int = 12) -> str:
+    """A small inline SVG: the 95% interval as a line with end ticks, the value as a dot, on the column's scale."""
+    if c is None or c.value is None or c.ci_low is None or c.ci_high is None or span is None:
+        return ""
+    lo, hi = span
+    x = lambda v: 4 + (v - lo) / (hi - lo) * (w - 8)  # noqa: E731
+    a, b, v, m = x(c.ci_low), x(c.ci_high), x(c.value), h / 2
+    return (
+        f"<br><svg width='{w}' height='{h}' aria-label='95% CI {100 * c.ci_low:.2f} to {100 * c.ci_high:.2f}'>"
+        f"<line x1='{a:.1f}' y1='{m}' x2='{b:.1f}' y2='{m}' stroke='#555'/>"
+        f"<line x1='{a:.1f}' y1='2' x2='{a:.1f}' y2='{h - 2}' stroke='#555'/><line x1='{b:.1f}' y1='2' x2='{b:.1f}' y2='{h - 2}' stroke='#555'/>"
+        f"<circle cx='{v:.1f}' cy='{m}' r='2.5' fill='#1f77b4'/></svg>"
+    )
 
 
 RES_METRIC = re.compile(r"^(?P<metric>.+)@(?P<res>\d+)$")
