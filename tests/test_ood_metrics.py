@@ -75,3 +75,23 @@ def test_group_means():
     per = {"a": {"AUROC": 0.9, "FPR95": 0.2}, "b": {"AUROC": 0.7, "FPR95": 0.4}, "c": {"AUROC": 0.5, "FPR95": 1.0}}
     g = group_means(per, {"near": ["a", "b"], "far": ["c"], "none": ["zzz"]})
     assert g == {"near": {"AUROC": pytest.approx(0.8), "FPR95": pytest.approx(0.3)}, "far": {"AUROC": 0.5, "FPR95": 1.0}}
+
+
+def test_weighted_metrics_equal_sklearn_and_copies():
+    """The bootstrap's weighted OOD metrics: unit weights give ood_metrics, integer weights give copies."""
+    from bench.metrics.ood import WeightedOOD
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = np.round(rng.normal(1, 1, rng.integers(2, 60)), rng.integers(0, 2))  # rounding makes ties
+        b = np.round(rng.normal(0, 1, rng.integers(2, 60)), rng.integers(0, 2))
+        w = WeightedOOD(a, b)
+        want = ood_metrics(a, b)
+        got = w(np.ones(a.size), np.ones(b.size))
+        assert all(abs(got[k] - want[k]) < 1e-12 for k in want)
+        wa, wb = rng.integers(0, 3, a.size), rng.integers(0, 3, b.size)
+        if wa.sum() == 0 or wb.sum() == 0:
+            continue
+        want = ood_metrics(np.repeat(a, wa), np.repeat(b, wb))
+        got = w(wa.astype(float), wb.astype(float))
+        assert all(abs(got[k] - want[k]) < 1e-12 for k in want), (got, want)

@@ -61,7 +61,8 @@ def group_means(per_dataset: dict[str, dict[str, float]], groups: dict[str, list
 
 
 class WeightedOOD:
-    """ood_metrics under per-sample draw counts, for the bootstrap: one sort, then O(n) per resample.
+    """ood_metrics under per-sample draw counts, for the bootstrap: one sort, then O(n) per resample,
+    all resamples of a chunk at once.
 
     With all weights 1 it equals ood_metrics (sklearn's curves, drop_intermediate on the ROC and
     not on the PR curves); a sample drawn k times counts as k tied copies of it.
@@ -71,35 +72,61 @@ class WeightedOOD:
         id_scores, ood_scores = _check(id_scores, ood_scores)
         conf = np.concatenate([id_scores, ood_scores])
         self.n_id, self.recall = id_scores.size, recall
-        values, inverse = np.unique(-conf, return_inverse=True)  # groups of tied scores, ascending -conf
+        _, inverse = np.unique(-conf, return_inverse=True)  # groups of tied scores, ascending -conf
         self.order = np.argsort(-inverse, kind="stable")  # samples by descending -conf (sklearn's ROC order)
         g = inverse[self.order]
         self.starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
         self.is_ood = (self.order >= self.n_id).astype(np.float64)
 
     def __call__(self, w_id: np.ndarray, w_ood: np.ndarray) -> dict[str, float]:
-        w = np.concatenate([w_id, w_ood])[self.order]
-        ood_g = np.add.reduceat(w * self.is_ood, self.starts)
-        id_g = np.add.reduceat(w * (1 - self.is_ood), self.starts)
-        keep = (ood_g + id_g) > 0  # thresholds no drawn sample sits at do not exist in the resample
-        ood_g, id_g = ood_g[keep], id_g[keep]
-        tps, fps = np.cumsum(ood_g), np.cumsum(id_g)
-        return {"AUROC": self._auroc_fpr(tps, fps)[0], "FPR95": self._auroc_fpr(tps, fps)[1], **self._aupr(tps, fps, ood_g, id_g)}
+        return {k: float(v[0]) for k, v in self.batch(np.atleast_2d(w_id), np.atleast_2d(w_ood)).items()}
 
-    def _auroc_fpr(self, tps, fps):
-        if tps.size > 2:  # sklearn's drop_intermediate: keep corners only
-            corner = np.r_[True, (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0), True]
-            tps, fps = tps[corner], fps[corner]
-        tpr, fpr = np.r_[0.0, tps] / tps[-1], np.r_[0.0, fps] / fps[-1]
-        return float(np.trapezoid(tpr, fpr)), float(fpr[np.argmax(tpr >= self.recall)])
+    def batch(self, w_id: np.ndarray, w_ood: np.ndarray) -> dict[str, np.ndarray]:
+        """Metrics for each row of draw counts w_id (b, n_id), w_ood (b, n_ood)."""
+        w = np.concatenate([w_id, w_ood], axis=1)[:, self.order]
+        ood_g = np.add.reduceat(w * self.is_ood, self.starts, axis=1)
+        id_g = np.add.reduceat(w * (1 - self.is_ood), self.starts, axis=1)
+        # a tie group no drawn sample sits in repeats the point before it: harmless to areas, and
+        # skipped where it is not (the ROC's corner test, a PR curve's leading 0/0)
+        drawn = (ood_g + id_g) > 0
+        tps, fps = np.cumsum(ood_g, axis=1), np.cumsum(id_g, axis=1)
+        tpr, fpr = tps / tps[:, -1:], fps / fps[:, -1:]
+        zero = np.zeros((w.shape[0], 1))
+        auroc = np.trapezoid(np.hstack([zero, tpr]), np.hstack([zero, fpr]), axis=1)
+        keep = drawn & _corners(tps, fps, drawn)
+        first = np.argmax(keep & (tpr >= self.recall), axis=1)
+        return {
+            "AUROC": auroc,
+            "FPR95": fpr[np.arange(w.shape[0]), first],
+            "AUPR_IN": _pr_area(np.cumsum(id_g[:, ::-1], axis=1), np.cumsum(ood_g[:, ::-1], axis=1)),
+            "AUPR_OUT": _pr_area(tps, fps),
+        }
 
-    @staticmethod
-    def _aupr(tps, fps, ood_g, id_g) -> dict[str, float]:
-        def area(tp, fp):
-            precision, rec = tp / (tp + fp), tp / tp[-1]
-            return float(np.trapezoid(np.r_[precision[::-1], 1.0][::-1], np.r_[rec[::-1], 0.0][::-1]))
 
-        return {"AUPR_IN": area(np.cumsum(id_g[::-1]), np.cumsum(ood_g[::-1])), "AUPR_OUT": area(tps, fps)}
+def _corners(tps: np.ndarray, fps: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """sklearn's drop_intermediate on the drawn points of each row: first, last, and where the curve bends."""
+    b, g = tps.shape
+    pos = np.arange(g)
+    last_at = np.maximum.accumulate(np.where(drawn, pos, -1), axis=1)  # last drawn point at or before i
+    next_at = np.minimum.accumulate(np.where(drawn, pos, g)[:, ::-1], axis=1)[:, ::-1]  # first at or after i
+    prev = np.hstack([np.full((b, 1), -1), last_at[:, :-1]])
+    nxt = np.hstack([next_at[:, 1:], np.full((b, 1), g)])
+    ends = (prev < 0) | (nxt >= g)
+    p, n = np.clip(prev, 0, g - 1), np.clip(nxt, 0, g - 1)
+
+    def bend(x):
+        return np.take_along_axis(x, n, axis=1) - 2 * x + np.take_along_axis(x, p, axis=1) != 0
+
+    return ends | bend(fps) | bend(tps)
+
+
+def _pr_area(tp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Area under precision-recall (sklearn's curve and auc), from the (recall 0, precision 1) end."""
+    total = tp + fp
+    precision = np.divide(tp, total, out=np.ones_like(tp), where=total > 0)
+    rec = tp / tp[:, -1:]
+    b = tp.shape[0]
+    return np.trapezoid(np.hstack([np.ones((b, 1)), precision]), np.hstack([np.zeros((b, 1)), rec]), axis=1)
 
 
 def ood_intervals(id_scores, ood_sets: dict[str, np.ndarray], groups: dict[str, list[str]], spec) -> dict:
@@ -108,7 +135,7 @@ def ood_intervals(id_scores, ood_sets: dict[str, np.ndarray], groups: dict[str, 
     One stratified bootstrap: ID and every OOD set are resampled within themselves, and a resample
     shares its ID draw across sets, as the point estimates share the ID scores.
     """
-    from bench.metrics.uncertainty import bootstrap_loop
+    from bench.metrics.uncertainty import bootstrap
 
     id_scores = np.asarray(id_scores, np.float64)
     names = list(ood_sets)
@@ -117,12 +144,14 @@ def ood_intervals(id_scores, ood_sets: dict[str, np.ndarray], groups: dict[str, 
     edges = np.cumsum([0] + sizes)
     strata = np.repeat(np.arange(len(sizes)), sizes)
 
-    def stat(w: np.ndarray) -> dict[str, float]:
-        w_id = w[: edges[1]]
-        per = {n: scorers[n](w_id, w[edges[i + 1] : edges[i + 2]]) for i, n in enumerate(names)}
+    def stat(w: np.ndarray) -> dict[str, np.ndarray]:
+        w_id = w[:, : edges[1]]
+        per = {n: scorers[n].batch(w_id, w[:, edges[i + 1] : edges[i + 2]]) for i, n in enumerate(names)}
         out = {f"{n}/{m}": v for n, d in per.items() for m, v in d.items()}
-        for group, means in group_means(per, groups).items():
-            out.update({f"{group}/{m}": v for m, v in means.items()})
+        for group, members in groups.items():
+            present = [per[n] for n in members if n in per]
+            if present:
+                out.update({f"{group}/{m}": np.mean([d[m] for d in present], axis=0) for m in present[0]})
         return out
 
-    return bootstrap_loop(stat, int(edges[-1]), spec, unit="ID and OOD sample", strata=strata)
+    return bootstrap(stat, int(edges[-1]), spec, unit="ID and OOD sample", strata=strata, chunk=100)
