@@ -31,7 +31,8 @@ class TransformersArgs(AdapterArgs):
     package: Optional[str] = None  # or: an installed package whose get_model_path() gives the folder
     per_task: dict[str, str] = {}  # classifier: {superglue task: folder}, one fine-tuned checkpoint per task
     pooling: Literal["mean", "cls"] = "mean"  # encoder without a sentence-transformers config
-    max_length: int = Field(512, gt=0)
+    # default: a causal / seq2seq LM's context length, found as lm-eval's HFLM finds it; 512 for encoders and classifiers
+    max_length: Optional[int] = Field(None, gt=0)
     batch_size: int = Field(32, gt=0)
 
     @model_validator(mode="after")
@@ -42,6 +43,43 @@ class TransformersArgs(AdapterArgs):
         elif (self.model is None) == (self.package is None):
             raise ValueError("give exactly one of model: FOLDER_OR_HUB_NAME or package: NAME")
         return self
+
+
+# lm-eval's HFLM: a tokenizer's "no limit" model_max_length, and the length used when nothing says
+TOKENIZER_INFINITY = 1000000000000000019884624838656
+DEFAULT_MAX_LENGTH = 2048
+ENCODER_MAX_LENGTH = 512
+
+
+def context_length(config, tokenizer) -> int:
+    """The model's context length as lm-eval's HFLM resolves it: the (text) config's n_positions,
+    max_position_embeddings or n_ctx, else the tokenizer's model_max_length, else 2048."""
+    cfg = getattr(config, "text_config", None) or config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if getattr(cfg, attr, None) is not None:
+            return int(getattr(cfg, attr))
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit is not None and limit != TOKENIZER_INFINITY else DEFAULT_MAX_LENGTH
+
+
+def bos_prefix(tokenizer) -> list[int]:
+    """[BOS] when the tokenizer puts it before text by default (Llama, Gemma…), else [].
+
+    lm-eval 0.4's HFLM encodes contexts with the tokenizer's own special tokens; only a leading BOS
+    is kept here, since encoder-style [CLS] … [SEP] would cut a causal LM's continuation in two.
+    """
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    default = tokenizer("a")["input_ids"]
+    return [bos] if default[:1] == [bos] and plain[:1] != [bos] else []
+
+
+def _move_spaces(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's _encode_pair: a context's trailing whitespace starts the continuation instead."""
+    n = len(context) - len(context.rstrip())
+    return (context[:-n], context[-n:] + continuation) if n else (context, continuation)
 
 
 def resolve_model(args: TransformersArgs) -> str:
@@ -81,6 +119,8 @@ class TransformersAdapter(Adapter):
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             cls = AutoModelForCausalLM if args.kind == "causal_lm" else AutoModelForSeq2SeqLM
             self.model = cls.from_pretrained(self.path).eval().to(self.device)
+            self.max_length = args.max_length or context_length(self.model.config, self.tokenizer)
+            self.bos = bos_prefix(self.tokenizer)
 
     # ---------------------------------------------------------------- encoder
     def _load_encoder(self):
@@ -96,6 +136,7 @@ class TransformersAdapter(Adapter):
 
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             self.model = AutoModel.from_pretrained(self.path).eval().to(self.device)
+            self.max_length = self.args.max_length or ENCODER_MAX_LENGTH
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         if self.st is not None:
@@ -104,9 +145,9 @@ class TransformersAdapter(Adapter):
             return self.check_finite(f.float(), "text_features", self.args.name)
         out = []
         for i in range(0, len(texts), self.args.batch_size):
-            enc = self.tokenizer(
-                list(texts[i : i + self.args.batch_size]), padding=True, truncation=True, max_length=self.args.max_length, return_tensors="pt"
-            ).to(self.device)
+            enc = self.tokenizer(list(texts[i : i + self.args.batch_size]), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+                self.device
+            )
             with torch.inference_mode(), self.autocast():
                 h = self.model(**enc).last_hidden_state.float()
             if self.args.pooling == "cls":
@@ -139,7 +180,7 @@ class TransformersAdapter(Adapter):
                 list(b[i : i + self.args.batch_size]),
                 padding=True,
                 truncation=True,
-                max_length=self.args.max_length,
+                max_length=self.args.max_length or ENCODER_MAX_LENGTH,
                 return_tensors="pt",
             ).to(self.device)
             with torch.inference_mode(), self.autocast():
@@ -151,9 +192,7 @@ class TransformersAdapter(Adapter):
     # ---------------------------------------------------------------- log-likelihood
     def choice_logprobs(self, contexts: list[str], continuations: list[str]) -> np.ndarray:
         """Sum of log p(continuation tokens | context) per pair, as lm-evaluation-harness scores choices."""
-        tok = self.tokenizer
-        ctx_ids = tok(list(contexts), add_special_tokens=False)["input_ids"]
-        cont_ids = tok(list(continuations), add_special_tokens=False)["input_ids"]
+        ctx_ids, cont_ids = self._encode_pairs(list(contexts), list(continuations))
         if any(len(c) == 0 for c in cont_ids):
             raise OutputError(f"model '{self.args.name}': a continuation tokenises to nothing")
         order = np.argsort([-(len(c) + len(d)) for c, d in zip(ctx_ids, cont_ids)], kind="stable")  # long first: fewer pads
@@ -169,8 +208,46 @@ class TransformersAdapter(Adapter):
             raise OutputError(f"model '{self.args.name}' produced NaN in text_choice_logprobs")
         return scores
 
+    def _encode_pairs(self, contexts: list[str], continuations: list[str]) -> tuple[list, list]:
+        """Token ids of each (context, continuation) as lm-eval's HFLM makes them.
+
+        A context's trailing whitespace starts its continuation instead. Causal: context +
+        continuation is encoded whole and the context's length taken off the front (tokens that
+        merge across the boundary are scored as the model reads them), after the tokenizer's BOS
+        where it adds one. Seq2seq: the encoder reads the context with the tokenizer's special
+        tokens (T5's </s>), the decoder scores the continuation without them. An empty context is
+        the BOS token (EOS when there is none).
+        """
+        pairs = [_move_spaces(c, d) for c, d in zip(contexts, continuations)]
+        ctx, cont = [c for c, _ in pairs], [d for _, d in pairs]
+        if self.args.kind == "causal_lm":
+            ctx_ids = self._tokenize(ctx, special=False)
+            whole = self._tokenize([c + d for c, d in pairs], special=False)
+            bos_text = self.tokenizer.bos_token
+            # a prompt that brings its own BOS text gets no second one, as in lm-eval
+            out_ctx = [(self.bos if not (bos_text and t.startswith(bos_text)) else []) + c for t, c in zip(ctx, ctx_ids)]
+            out_cont = [w[len(c) :] for w, c in zip(whole, ctx_ids)]
+        else:
+            out_ctx, out_cont = self._tokenize(ctx, special=True), self._tokenize(cont, special=False)
+        for i, c in enumerate(ctx):
+            if not c:
+                out_ctx[i], out_cont[i] = self._empty_context(self._tokenize([cont[i]], special=False)[0])
+        return out_ctx, out_cont
+
+    def _tokenize(self, texts: list[str], special: bool) -> list[list[int]]:
+        uniq = list(dict.fromkeys(texts))  # a passage repeats for every choice
+        ids = dict(zip(uniq, self.tokenizer(uniq, add_special_tokens=special)["input_ids"])) if uniq else {}
+        return [list(ids[t]) for t in texts]
+
+    def _empty_context(self, cont: list[int]) -> tuple[list[int], list[int]]:
+        tok = self.tokenizer
+        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if prefix is None:
+            raise OutputError(f"model '{self.args.name}': an empty context needs a BOS or EOS token to condition on, and the tokenizer has neither")
+        return (cont[:1], cont[1:]) if cont[:1] == [prefix] else ([prefix], cont)
+
     def _causal(self, ctxs: list[list[int]], conts: list[list[int]]) -> np.ndarray:
-        L = self.args.max_length
+        L = self.max_length
         seqs = [(c + d)[-(L + 1) :] for c, d in zip(ctxs, conts)]  # keep the continuation; cut the context from the left
         inputs = [s[:-1] for s in seqs]
         width = max(map(len, inputs))
@@ -190,7 +267,7 @@ class TransformersAdapter(Adapter):
         return out
 
     def _seq2seq(self, ctxs: list[list[int]], conts: list[list[int]]) -> np.ndarray:
-        L = self.args.max_length
+        L = self.max_length
         enc = [c[-L:] for c in ctxs]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         w, wd = max(map(len, enc)), max(map(len, conts))

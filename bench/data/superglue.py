@@ -103,6 +103,31 @@ def _get(rec: dict, key: str, path: Path, n: int):
         raise DataError(f"{path}: line {n}: no '{key}'") from None
 
 
+# WSC spans that HF's wsc.fixed leaves alone: the subjects have intervening text
+WSC_UNFIXABLE = ("Kamenev and Zinoviev", "Kamenev, Zinoviev, and Stalin")
+
+
+def wsc_fixed_target(text: str, target: dict) -> dict:
+    """WSC's target with the spans repaired as HF's `wsc.fixed` config does (the data lm-eval reads).
+
+    A span that is not a substring of the text takes the case of the word at its index and loses
+    a trailing period and stray newlines. The one "theyscold" record moves span2_index to 10, as
+    HF's fix does (its text replacement is a no-op there, so the text is kept).
+    """
+    t = dict(target)
+    words = text.split()
+    for k in ("span1", "span2"):
+        span, index = t[f"{k}_text"], t[f"{k}_index"]
+        if span in text or span in WSC_UNFIXABLE or not span:
+            continue
+        if "theyscold" in span:
+            t["span2_index"] = 10
+        if 0 <= index < len(words):
+            span = (span[0].lower() if words[index][0].islower() else span[0].upper()) + span[1:]
+        t[f"{k}_text"] = span.rstrip(".").replace("\n", " ")
+    return t
+
+
 def load_task(root: str, task: str, split: str) -> list:
     """Pairs or Choices for one task and split; labels are read unless the split is test."""
     path = task_file(root, task, split)
@@ -119,8 +144,9 @@ def load_task(root: str, task: str, split: str) -> list:
         elif task == "wic":
             items.append(Pair(rec["idx"], g("sentence1"), g("sentence2"), _label(task, rec, path, n, labelled), rec))
         elif task == "wsc":
-            t = g("target")
-            items.append(Pair(rec["idx"], g("text"), f"{t['span2_text']} refers to {t['span1_text']}", _label(task, rec, path, n, labelled), rec))
+            t = wsc_fixed_target(g("text"), g("target"))
+            fields = {**rec, "target": t}  # the repaired spans: what prompts quote
+            items.append(Pair(rec["idx"], rec["text"], f"{t['span2_text']} refers to {t['span1_text']}", _label(task, rec, path, n, labelled), fields))
         elif task == "copa":
             connector = {"cause": "because", "effect": "so"}[g("question")]
             alts = [g("choice1"), g("choice2")]

@@ -13,6 +13,7 @@ AX-b and AX-g are scored with what RTE uses (its classifier, prompt or probe), a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench.data.superglue import DIAGNOSTICS, TASKS, Choice, Pair, SuperGlueSpec, SuperGlueTinySpec, load_task, read_jsonl
 from bench.errors import DataError
 from bench.metrics import superglue as S
+from bench.metrics.uncertainty import CHUNK_CELLS, draw_counts, fill, summarize, wilson
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 TaskName = Literal["boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc", "axb", "axg"]
@@ -33,7 +35,10 @@ PROTOCOL_CAPS = {
     "probe": frozenset({"text_features"}),
 }
 
-# lm-evaluation-harness-style prompts; choices are in the task's label order (bench.data.superglue.TASKS)
+# lm-evaluation-harness 0.4's prompts (lm_eval/tasks/super_glue/*/default.yaml), giving its exact
+# strings: its choices ("no", "yes") follow its target delimiter " ". Choices are in the task's label
+# order (bench.data.superglue.TASKS). MultiRC puts the answer in the context, where lm-eval starts
+# each choice with it: the same text, and the same ranking, since both choices share that prefix.
 PROMPTS: dict[str, tuple[str, list[str]]] = {
     "boolq": ("{passage}\nQuestion: {question}?\nAnswer:", [" no", " yes"]),
     "cb": ("{premise}\nQuestion: {hypothesis}. True, False, or Neither?\nAnswer:", [" True", " False", " Neither"]),
@@ -41,17 +46,21 @@ PROMPTS: dict[str, tuple[str, list[str]]] = {
     "axb": ("{sentence1}\nQuestion: {sentence2} True or False?\nAnswer:", [" True", " False"]),
     "axg": ("{premise}\nQuestion: {hypothesis} True or False?\nAnswer:", [" True", " False"]),
     "wic": (
-        "Sentence 1: {sentence1}\nSentence 2: {sentence2}\nQuestion: Is the word '{word}' used in the same way in the two sentences above?\nAnswer:",
+        "Sentence 1: {sentence1}\nSentence 2: {sentence2}\nQuestion: Is the word '{word1}' used in the same way in the two sentences above?\nAnswer:",
         [" no", " yes"],
     ),
-    "wsc": ('Passage: {text}\nQuestion: In the passage above, does the pronoun "{span2}" refer to "{span1}"?\nAnswer:', [" no", " yes"]),
+    "wsc": ('Passage: {passage}\nQuestion: In the passage above, does the pronoun "*{span2}*" refer to "*{span1}*"?\nAnswer:', [" no", " yes"]),
     "multirc": ("{paragraph}\nQuestion: {question}\nAnswer: {answer}\nIs the answer correct?", [" no", " yes"]),
 }
 
 
+# bootstrap units: all answers of a MultiRC question, both premises of an AX-g pair go together
+UNITS = {"multirc": "question", "record": "query", "axg": "pair"}
+
+
 class Prompt(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    template: str  # str.format fields of the record; WSC adds span1/span2
+    template: str  # str.format fields of the record; WSC adds span1/span2/passage, WiC word1
     choices: Optional[list[str]] = None  # one verbaliser per label, in label order
 
 
@@ -80,9 +89,30 @@ def _label_value(task: str, k: int):
 
 def prompt_fields(item) -> dict:
     f = dict(item.fields)
-    if "target" in f:  # WSC
-        f["span1"], f["span2"] = f["target"]["span1_text"], f["target"]["span2_text"]
+    if "target" in f:  # WSC: the repaired spans, and the text with its pronoun starred
+        t = f["target"]
+        f["span1"], f["span2"] = t["span1_text"], t["span2_text"]
+        f["passage"] = wsc_passage(f["text"], t["span2_index"], t["span2_text"])
+    if "start1" in f and "end1" in f:  # WiC: the word as sentence 1 spells it, not its lemma
+        f["word1"] = f["sentence1"][f["start1"] : f["end1"]]
     return f
+
+
+def detokenize(text: str) -> str:
+    """lm-eval's general_detokenize: WSC's text is tokenized ("Bernard , who" → "Bernard, who")."""
+    for a, b in ((" n't", "n't"), (" )", ")"), ("( ", "("), ('" ', '"'), (' "', '"')):
+        text = text.replace(a, b)
+    return re.sub(r" (['.,])", r"\1", text)
+
+
+def wsc_passage(text: str, span2_index: int, span2_text: str) -> str:
+    """The passage as lm-eval 0.4 writes it: the pronoun at word span2_index starred, then detokenized.
+
+    Its character arithmetic is kept as is (it assumes single spaces between words).
+    """
+    pre = " ".join(text.split()[:span2_index])
+    post = text[len(pre) + len(span2_text) + 1 :]
+    return detokenize(pre + f" *{span2_text}*" + post)
 
 
 @register_task
@@ -113,6 +143,7 @@ class SuperGlueTask(Task):
         splits = [cfg.split] + (["test"] if cfg.export_test and cfg.split != "test" else [])
         per_task: dict[str, dict] = {}
         counts: dict[str, int] = {}
+        samples: dict[str, dict] = {}  # task → {metric: one value per bootstrap resample}
         for split in splits:
             for t in cfg.tasks:
                 items = load_task(root, t, split)
@@ -126,10 +157,16 @@ class SuperGlueTask(Task):
                 if labelled and split == cfg.split:
                     m = self.score(t, items, preds)
                     per_task[t], counts[t] = m, len(items)
-                    rows += [{"metric": f"{t}/{k}", "value": v, "dataset": "superglue", "split": split, "n": len(items)} for k, v in m.items()]
+                    task_rows = [{"metric": f"{t}/{k}", "value": v, "dataset": "superglue", "split": split, "n": len(items)} for k, v in m.items()]
+                    if self.ctx.uncertainty:
+                        samples[t] = self.resample(t, items, preds)
+                        fill(task_rows, self.intervals(t, items, preds, samples[t]))
+                    rows += task_rows
         if all(t in per_task for t in S.SCORED):
             n = sum(counts[t] for t in S.SCORED)
             rows.append({"metric": "superglue/score", "value": S.superglue_score(per_task), "dataset": "superglue", "split": cfg.split, "n": n})
+            if all(t in samples for t in S.SCORED):
+                fill(rows, {"superglue/score": self.score_interval(samples)})
         if meta["missing"]:
             total = sum(meta["missing"].values())
             meta["warnings"] = [f"{total} predictions missing and counted wrong: " + ", ".join(f"{k} {v}" for k, v in meta["missing"].items())]
@@ -202,10 +239,10 @@ class SuperGlueTask(Task):
         flat_ctx, flat_cand, sizes = [], [], []
         for it in items:
             for f, c in zip(it.filled, it.candidates):
-                if t == "copa":  # the premise leads into the alternative, as lm-eval scores COPA
+                if t == "copa":  # lm-eval 0.4's strings: the premise leads into the alternative
                     connector = {"cause": " because", "effect": " therefore"}[it.fields["question"]]
-                    flat_ctx.append(it.fields["premise"].rstrip(".") + connector)
-                    flat_cand.append(" " + c[0].lower() + c[1:])
+                    flat_ctx.append(it.fields["premise"].strip()[:-1] + connector)  # drops the last character, period or not
+                    flat_cand.append("  " + c[0].lower() + c[1:])  # two spaces: its doc_to_choice's and its target delimiter's
                 else:
                     flat_ctx.append(it.context + "\n")
                     flat_cand.append("- " + f)
@@ -303,11 +340,8 @@ class SuperGlueTask(Task):
     # ---------------------------------------------------------------- score
     def score(self, t: str, items: list, preds: list) -> dict[str, float]:
         if t == "record":
-            texts = [p if isinstance(p, str) or p is None else items[i].candidates[p] for i, p in enumerate(preds)]
-            return S.record_scores(texts, [it.answers for it in items])
-        gold = np.asarray([it.label for it in items])
-        # a missing prediction can never equal a gold label
-        pred = np.asarray([-1 if p is None else int(p) for p in preds])
+            return S.record_scores(_record_texts(items, preds), [it.answers for it in items])
+        pred, gold = _pred_gold(items, preds)
         if t == "cb":
             return {"acc": S.accuracy(pred, gold), "f1": S.cb_macro_f1(pred, gold)}
         if t == "multirc":
@@ -317,6 +351,55 @@ class SuperGlueTask(Task):
         if t == "axg":
             return {"acc": S.accuracy(pred, gold), "parity": S.gender_parity([it.group for it in items], pred)}
         return {"acc": S.accuracy(pred, gold)}
+
+    def weighted_score(self, t: str, items: list, preds: list, w: np.ndarray) -> dict:
+        """score() with item i counted w[..., i] times; a (resamples, n) w gives one value per resample."""
+        if t == "record":
+            return S.weighted_record_scores(_record_texts(items, preds), [it.answers for it in items], w)
+        pred, gold = _pred_gold(items, preds)
+        if t == "cb":
+            return {"acc": S.weighted_accuracy(pred, gold, w), "f1": S.weighted_cb_macro_f1(pred, gold, w)}
+        if t == "multirc":
+            return S.weighted_multirc_scores([it.group for it in items], pred, gold, w)
+        if t == "axb":
+            return {"mcc": S.weighted_matthews(pred, gold, w)}
+        if t == "axg":
+            return {"acc": S.weighted_accuracy(pred, gold, w), "parity": S.weighted_gender_parity([it.group for it in items], pred, w)}
+        return {"acc": S.weighted_accuracy(pred, gold, w)}
+
+    # ---------------------------------------------------------------- uncertainty
+    def resample(self, t: str, items: list, preds: list) -> dict[str, np.ndarray]:
+        """Each metric on every bootstrap resample of the task's units (items; MultiRC questions, AX-g pairs).
+
+        Each task draws from its own stream of the suite's seed: the tasks are independent datasets,
+        and a task's interval does not depend on which other tasks ran.
+        """
+        spec = self.ctx.uncertainty
+        unit = _units(t, items)
+        n_units = int(unit.max()) + 1
+        rng = np.random.default_rng([spec.seed, list(TASKS).index(t)])
+        chunk = max(1, min(spec.resamples, CHUNK_CELLS // max(len(items), 1)))
+        parts: dict[str, list] = {}
+        for start in range(0, spec.resamples, chunk):
+            w = draw_counts(n_units, min(chunk, spec.resamples - start), rng)[:, unit]  # a unit's count goes to all its items
+            for k, v in self.weighted_score(t, items, preds, w).items():
+                parts.setdefault(k, []).append(np.asarray(v, np.float64))
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def intervals(self, t: str, items: list, preds: list, samples: dict[str, np.ndarray]) -> dict:
+        """Row intervals ("<task>/<metric>"): percentile bootstrap, or Wilson for accuracies when asked."""
+        spec = self.ctx.uncertainty
+        out = {f"{t}/{k}": summarize(v, spec.level, _method(spec, UNITS.get(t, "item"))) for k, v in samples.items()}
+        if spec.method == "wilson" and "acc" in samples:
+            pred, gold = _pred_gold(items, preds)
+            out[f"{t}/acc"] = wilson(float(np.sum(pred == gold)), len(items), spec.level)
+        return out
+
+    def score_interval(self, samples: dict[str, dict]):
+        """superglue/score per resample: the 8 tasks' b-th resamples averaged as the leaderboard averages."""
+        spec = self.ctx.uncertainty
+        per_resample = np.mean([np.mean([samples[t][m] for m in S.PRIMARY[t]], axis=0) for t in S.SCORED], axis=0)
+        return summarize(per_resample, spec.level, _method(spec, "each task's own: item; MultiRC question; ReCoRD query"))
 
     def _frame(self, t: str, split: str, items: list, preds: list) -> pd.DataFrame:
         def value(it, p):
@@ -335,3 +418,27 @@ class SuperGlueTask(Task):
                 "gold": [json.dumps(_label_value(t, it.label)) if getattr(it, "label", None) is not None else None for it in items],
             }
         )
+
+
+def _pred_gold(items: list, preds: list) -> tuple[np.ndarray, np.ndarray]:
+    gold = np.asarray([it.label for it in items])
+    # a missing prediction can never equal a gold label
+    pred = np.asarray([-1 if p is None else int(p) for p in preds])
+    return pred, gold
+
+
+def _record_texts(items: list, preds: list) -> list:
+    """ReCoRD predictions as answer text: files give text, models a candidate index."""
+    return [p if isinstance(p, str) or p is None else items[i].candidates[p] for i, p in enumerate(preds)]
+
+
+def _units(t: str, items: list) -> np.ndarray:
+    """Each item's bootstrap unit, numbered 0..U-1: its question (MultiRC), its pair (AX-g), else itself."""
+    if t not in ("multirc", "axg"):
+        return np.arange(len(items))
+    ids: dict = {}
+    return np.asarray([ids.setdefault(it.group if it.group is not None else ("item", k), len(ids)) for k, it in enumerate(items)])
+
+
+def _method(spec, unit: str) -> str:
+    return f"bootstrap(unit={unit},resamples={spec.resamples},seed={spec.seed})"
