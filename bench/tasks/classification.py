@@ -148,8 +148,11 @@ class ClassificationTask(Task):
                     )
                 scores = scores[:, idx]
             elif scores.shape[1] != len(test.classes):
+                d = cfg.dataset
+                source = getattr(d, "file", None) or getattr(d, "root", None) or d.format
                 raise DataError(
-                    f"model '{adapter.args.name}' has {scores.shape[1]} outputs but dataset has {len(test.classes)} classes; set num_classes or a label_map"
+                    f"model '{adapter.args.name}' has {scores.shape[1]} outputs but {source} has {len(test.classes)} classes "
+                    f"(labels {test.classes[0]}..{test.classes[-1]}); set num_classes, a label_map, or the dataset's classes file"
                 )
         elif cfg.protocol in ("linear_probe", "knn"):
             train, f_train, f_test = self._train_features(adapter, test)
