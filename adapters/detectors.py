@@ -20,7 +20,7 @@ from adapters.base import Adapter, AdapterArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
 from bench.errors import OutputError
-from bench.suite import ExistingFile
+from bench.paths import ExistingFile
 
 ARCHS = ("fasterrcnn", "retinanet", "fcos", "maskrcnn")
 

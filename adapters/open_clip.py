@@ -10,7 +10,7 @@ from pydantic import Field
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
-from bench.suite import ExistingFile
+from bench.paths import ExistingFile
 
 
 class OpenClipArgs(AdapterArgs):

@@ -12,7 +12,7 @@ from typing import Any, Literal, Union
 
 from adapters.base import Adapter, AdapterArgs, register_adapter
 from adapters.checkpoint import sha256_file
-from bench.suite import ExistingPath
+from bench.paths import ExistingPath
 
 
 class PredictionsArgs(AdapterArgs):

@@ -23,7 +23,7 @@ from adapters.checkpoint import KeyRule
 from adapters.soup import SoupSpec
 from adapters.timm import SHA256
 from bench.errors import OutputError
-from bench.suite import ExistingFile, ExistingPath
+from bench.paths import ExistingFile, ExistingPath
 
 
 class PythonArgs(AdapterArgs):

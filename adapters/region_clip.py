@@ -26,7 +26,7 @@ from adapters.detectors import DetectorAdapter, DetectorArgs
 from adapters.open_clip import OpenClipAdapter, OpenClipArgs
 from adapters.timm import SHA256
 from bench.errors import DataError
-from bench.suite import ExistingFile
+from bench.paths import ExistingFile
 
 
 class Fusion(BaseModel):

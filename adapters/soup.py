@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.data.images import ImageDatasetSpec
 from bench.errors import CheckpointError
-from bench.suite import ExistingFile
+from bench.paths import ExistingFile
 
 
 class SoupSpec(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import Field
 from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
 from adapters.checkpoint import KeyRule
 from adapters.soup import SoupSpec
-from bench.suite import ExistingFile
+from bench.paths import ExistingFile
 
 SHA256 = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$")
 

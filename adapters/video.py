@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.base import Adapter, AdapterArgs, register_adapter
 from adapters.checkpoint import load_checkpoint
 from adapters.timm import SHA256
-from bench.suite import ExistingFile, ExistingPath
+from bench.paths import ExistingFile, ExistingPath
 
 
 class HeadSpec(BaseModel):

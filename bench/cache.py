@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from bench.data.images import cache_dir
+from bench.paths import cache_dir
 
 
 class OutputCache:

@@ -1,4 +1,4 @@
-"""The `bench` command line. It parses arguments and calls the runner, compare or check; nothing else."""
+"""The `bench` command line. It parses arguments and calls the scheduler, compare or check; nothing else."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def run(
 ):
     """Run every model × task job of a suite, resuming where earlier runs stopped."""
     from bench.jobs import expand
-    from bench.runner import Runner
+    from bench.scheduler import Scheduler
     from bench.suite import Defaults, load_suite
 
     try:
@@ -105,13 +105,13 @@ def run(
 
     from bench.cache import OutputCache
 
-    runner = Runner(s, plan, out_dir, force=force, console=err, cache=OutputCache(enabled=not no_cache))
+    scheduler = Scheduler(s, plan, out_dir, force=force, console=err, cache=OutputCache(enabled=not no_cache))
     if dry_run:
         t = Table(title=f"{s.name}: {len(plan.jobs)} jobs")
         for c in ("model", "task", "type", "job_hash", "status"):
             t.add_column(c)
         for j in plan.jobs:
-            t.add_row(j.model.name, j.task.name, j.task.type, j.job_hash, "done (skip)" if not force and runner.existing_rows(j) else "to run")
+            t.add_row(j.model.name, j.task.name, j.task.type, j.job_hash, "done (skip)" if not force and scheduler.existing_rows(j) else "to run")
         out.print(t)
         # one line per (model, reason): a detector lacks the same thing for every classification task
         grouped: dict = {}
@@ -125,15 +125,15 @@ def run(
 
     device_ = init_from_env(settings.device)  # under torchrun: join the group, one device per rank
     if world()[0] != 0:
-        runner.console = Console(stderr=True, quiet=True)
+        scheduler.console = Console(stderr=True, quiet=True)
     slurm = None
     if launcher:
-        from bench.launch import SlurmConfig
+        from bench.suite import SlurmConfig
 
         flags = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_node": gpus_per_node}.items() if v is not None}
         slurm = SlurmConfig.model_validate({**(s.slurm or {}), **flags})
     try:
-        summary = runner.run(device_, workers=workers, gpus=gpus, boot=boot, launcher=launcher.value if launcher else None, slurm=slurm)
+        summary = scheduler.run(device_, workers=workers, gpus=gpus, boot=boot, launcher=launcher.value if launcher else None, slurm=slurm)
     except BenchError as e:
         _fail(e)
     if world()[0] != 0:
@@ -381,7 +381,7 @@ def cache_ls(datasets: bool = typer.Option(False, "--datasets", help="Also list 
     import datetime as dt
 
     from bench import cache
-    from bench.data.images import cache_dir
+    from bench.paths import cache_dir
 
     items = cache.entries()
     t = Table(title=f"cache: {cache_dir()}")

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from bench.data.images import cache_dir
+from bench.paths import cache_dir
 
 
 def enabled() -> bool:
@@ -23,7 +23,7 @@ def enabled() -> bool:
 
 
 def key_for(paths: list[str], pre) -> str:
-    from bench.jobs import short_hash
+    from bench.hashing import short_hash
 
     return short_hash({"paths": paths, "size": pre.input_size, "crop": pre.crop_pct, "interp": pre.interpolation, "v": 1})
 

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
 from dataclasses import dataclass
 
 from bench.errors import SuiteError
 from bench.filehash import content_of
+from bench.hashing import short_hash
 from bench.registry import did_you_mean
 from bench.suite import Defaults, Suite
 
 # Bump when a change alters numbers for an unchanged config, so old rows are not reused.
 PROTOCOL_VERSION = 1
-
-
-def short_hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 `bench run SUITE --launcher slurm` submits every job that is not done yet with the partition,
 time, GPUs and CPUs from the suite's `slurm:` block or the flags, waits, and shows one progress
-view. A job runs the ordinary Runner on its node and writes its rows atomically into the shared
+view. A job runs an Executor on its node and writes its rows atomically into the shared
 results folder. Pre-empted or timed-out jobs are requeued by submitit (checkpointing resubmits the
 same job); a job that fails or dies is resubmitted once, then recorded as failed.
 `--launcher local` runs the same path with submitit's local executor (tests, a workstation).
@@ -12,21 +12,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class SlurmConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    partition: Optional[str] = None
-    time_min: int = Field(240, gt=0)
-    gpus_per_node: int = Field(1, ge=0)
-    cpus_per_task: int = Field(8, gt=0)
-    mem_gb: Optional[int] = Field(None, gt=0)
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    max_requeue: int = Field(3, ge=0)  # pre-emptions/timeouts requeued per job
+from bench.suite import SlurmConfig
 
 
 class BenchJob:
@@ -38,18 +25,10 @@ class BenchJob:
     def __call__(self) -> tuple[str, str]:
         from rich.console import Console
 
-        from bench.cache import OutputCache
-        from bench.jobs import expand
-        from bench.runner import Runner, resolve_device
-        from bench.suite import Defaults, load_suite
+        from bench.executor import executor_in_worker, resolve_device
 
-        suite = load_suite(self.boot["suite"])
-        plan = expand(suite, Defaults.model_validate(self.boot["settings"]))
-        job = next(j for j in plan.jobs if j.job_hash == self.job_hash)
-        runner = Runner(suite, plan, self.boot["out"], force=True, console=Console(stderr=True, quiet=True), cache=OutputCache(enabled=self.boot["cache"]))
-        runner.run_id = self.run_id
-        runner.run_dir = runner.suite_dir / self.run_id
-        o = runner.run_job(job, resolve_device(self.device))
+        jobs, executor = executor_in_worker({**self.boot, "run_id": self.run_id}, Console(stderr=True, quiet=True))
+        o = executor.run(jobs[self.job_hash], resolve_device(self.device))
         return o.status, o.error
 
     def checkpoint(self, *args, **kwargs):
@@ -72,15 +51,15 @@ def executor(folder: Path, cluster: str, cfg: SlurmConfig):
     return ex
 
 
-def launch(runner, todo: list, boot: dict, cluster: str, cfg: SlurmConfig, device: str, on_event) -> list:
+def launch(scheduler, todo: list, boot: dict, cluster: str, cfg: SlurmConfig, device: str, on_event) -> list:
     """Submit, wait, resubmit failures once; returns JobOutcomes."""
-    from bench.runner import JobOutcome
+    from bench.executor import JobOutcome
 
-    ex = executor(runner.suite_dir / "submitit" / runner.run_id, cluster, cfg)
-    boot = {**boot, "out": str(runner.suite_dir.parent)}
+    ex = executor(scheduler.suite_dir / "submitit" / scheduler.run_id, cluster, cfg)
+    boot = {**boot, "out": str(scheduler.suite_dir.parent)}
     live = {}
     for job in todo:
-        live[job.job_hash] = (job, ex.submit(BenchJob(boot, job.job_hash, runner.run_id, device)), 0)
+        live[job.job_hash] = (job, ex.submit(BenchJob(boot, job.job_hash, scheduler.run_id, device)), 0)
         on_event("start", None, job, None)
     outcomes = []
     while live:
@@ -93,10 +72,10 @@ def launch(runner, todo: list, boot: dict, cluster: str, cfg: SlurmConfig, devic
             except Exception as e:  # the job itself crashed, was killed, or exhausted its requeues
                 if tries == 0:
                     on_event("retry", None, job, f"cluster job {sj.job_id} failed ({type(e).__name__}); resubmitting once")
-                    live[h] = (job, ex.submit(BenchJob(boot, h, runner.run_id, device)), 1)
+                    live[h] = (job, ex.submit(BenchJob(boot, h, scheduler.run_id, device)), 1)
                     continue
                 msg = f"cluster job {sj.job_id} failed twice: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
-                runner.record_failure(job, msg, device)
+                scheduler.record_failure(job, msg, device)
                 outcome = JobOutcome(job, "failed", error=msg)
             del live[h]
             outcomes.append(outcome)

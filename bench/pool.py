@@ -3,7 +3,7 @@
 `bench run --gpus 0,3,5` starts one worker per GPU, each pinned through CUDA_VISIBLE_DEVICES
 before torch is imported; `--workers N` does the same on CPU, each worker with its share of the
 cores. Workers ask the parent for the next job (largest first: by the wall time an earlier run
-recorded, else by task family), run it with the ordinary Runner, and write its rows atomically
+recorded, else by task family), run it with an Executor, and write its rows atomically
 themselves. The parent shows one progress view and writes run.json. A worker that dies (OOM
 killer, kill -9, a segfault in a kernel) fails only the job it held; that job is retried once on a
 fresh worker, then recorded as failed. A worker prefers the next job of the model it already has
@@ -26,7 +26,7 @@ TYPE_WEIGHT = {"ood": 8, "detection": 6, "lvis": 6, "ovd_coco": 6, "superglue": 
 @dataclass
 class WorkerSpec:
     env: dict  # e.g. {"CUDA_VISIBLE_DEVICES": "3"}
-    device: str  # what the worker's runner uses: cpu or cuda
+    device: str  # what the worker runs on: cpu or cuda
     threads: int  # torch intra-op threads
 
 
@@ -47,33 +47,24 @@ def _worker(wid: int, spec: WorkerSpec, boot: dict, inbox, outbox) -> None:
     import torch
     from rich.console import Console
 
-    from bench.cache import OutputCache
-    from bench.jobs import expand
-    from bench.runner import Runner
-    from bench.suite import Defaults, load_suite
+    from bench.executor import executor_in_worker
 
     torch.set_num_threads(spec.threads)
-    suite = load_suite(boot["suite"])
-    settings = Defaults.model_validate(boot["settings"])
-    plan = expand(suite, settings)
-    jobs = {j.job_hash: j for j in plan.jobs}
-    runner = Runner(suite, plan, boot["out"], force=True, console=Console(stderr=True, quiet=True), cache=OutputCache(enabled=boot["cache"]))
-    runner.run_id = boot["run_id"]
-    runner.run_dir = runner.suite_dir / boot["run_id"]
+    jobs, executor = executor_in_worker(boot, Console(stderr=True, quiet=True))
     while True:
         outbox.put(("ready", wid, None))
         h = inbox.get()
         if h is None:
             return
-        o = runner.run_job(jobs[h], spec.device)
+        o = executor.run(jobs[h], spec.device)
         outbox.put(("done", wid, (h, o.status, o.error, o.wall_s)))
 
 
-def job_cost(runner, job) -> float:
+def job_cost(scheduler, job) -> float:
     """Wall seconds an earlier run of this job took, else a weight by task family."""
     import pandas as pd
 
-    for p in sorted(runner.suite_dir.glob(f"*/rows/{job.job_hash}.parquet"), reverse=True):
+    for p in sorted(scheduler.suite_dir.glob(f"*/rows/{job.job_hash}.parquet"), reverse=True):
         try:
             w = pd.read_parquet(p, columns=["wall_s"]).wall_s.dropna()
         except Exception:
@@ -83,13 +74,13 @@ def job_cost(runner, job) -> float:
     return float(TYPE_WEIGHT.get(job.task.type, 2))
 
 
-def run_pool(runner, todo: list, specs: list[WorkerSpec], boot: dict, on_event) -> list:
+def run_pool(scheduler, todo: list, specs: list[WorkerSpec], boot: dict, on_event) -> list:
     """Run `todo` on the workers; returns JobOutcomes. on_event(kind, worker, job, outcome) drives the progress view."""
-    from bench.runner import JobOutcome
+    from bench.executor import JobOutcome
 
     ctx = mp.get_context("spawn")
     outbox = ctx.Queue()
-    pending = sorted(todo, key=lambda j: -job_cost(runner, j))  # largest first
+    pending = sorted(todo, key=lambda j: -job_cost(scheduler, j))  # largest first
     by_hash = {j.job_hash: j for j in todo}
     tries: dict[str, int] = {}
     workers: dict[int, tuple] = {}  # wid -> (process, inbox, spec)
@@ -127,7 +118,7 @@ def run_pool(runner, todo: list, specs: list[WorkerSpec], boot: dict, on_event) 
                         pending.insert(0, job)
                     else:
                         msg = f"worker died (exit code {p.exitcode}) while running it, twice"
-                        runner.record_failure(job, msg, spec.device)
+                        scheduler.record_failure(job, msg, spec.device)
                         outcomes.append(JobOutcome(job, "failed", error=msg))
                         on_event("done", wid, job, outcomes[-1])
                         done += 1

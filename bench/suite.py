@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import SuiteError, read_text
 from bench.registry import did_you_mean
@@ -25,31 +25,8 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# ---------------------------------------------------------------- paths
-def _resolve(value: str, info: ValidationInfo) -> str:
-    base = (info.context or {}).get("base", ".")
-    p = Path(os.path.expanduser(value))
-    return str(p if p.is_absolute() else (Path(base) / p).resolve())
-
-
-def _resolve_existing(value: str, info: ValidationInfo, kind: str = "") -> str:
-    path = _resolve(value, info)
-    if (info.context or {}).get("check_paths", True):
-        if not os.path.exists(path):
-            raise ValueError(f"path does not exist: {path}")
-        if kind == "file" and os.path.isdir(path):
-            raise ValueError(f"path is a folder, not a file: {path}")
-        if kind == "dir" and not os.path.isdir(path):
-            raise ValueError(f"path is a file, not a folder: {path}")
-    return path
-
-
-# A path resolved against the suite file's folder; ExistingPath must also exist (file or folder),
-# ExistingFile must be a file and ExistingDir a folder.
-SuitePath = Annotated[str, AfterValidator(_resolve)]
-ExistingPath = Annotated[str, AfterValidator(_resolve_existing)]
-ExistingFile = Annotated[str, AfterValidator(lambda v, info: _resolve_existing(v, info, "file"))]
-ExistingDir = Annotated[str, AfterValidator(lambda v, info: _resolve_existing(v, info, "dir"))]
+# the path types live in bench.paths (a leaf); re-exported for suites' Python users
+from bench.paths import ExistingDir, ExistingFile, ExistingPath, SuitePath  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- top level
@@ -83,6 +60,19 @@ class CheckSpec(Strict):
     tolerance: dict[str, float] = {}
 
 
+class SlurmConfig(Strict):
+    """`bench run --launcher slurm` settings: the suite's `slurm:` block, or the flags."""
+
+    partition: Optional[str] = None
+    time_min: int = Field(240, gt=0)
+    gpus_per_node: int = Field(1, ge=0)
+    cpus_per_task: int = Field(8, gt=0)
+    mem_gb: Optional[int] = Field(None, gt=0)
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    max_requeue: int = Field(3, ge=0)  # pre-emptions/timeouts requeued per job
+
+
 class Uncertainty(Strict):
     """How every row's stderr and 95% CI are computed (bench.metrics.uncertainty)."""
 
@@ -107,15 +97,13 @@ class SuiteHead(Strict):
     tasks: list[dict[str, Any]] = Field(min_length=1)
     matrix: Optional[Matrix] = None
     check: CheckSpec = CheckSpec()
-    slurm: Optional[dict[str, Any]] = None  # `bench run --launcher slurm` settings (bench.launch.SlurmConfig)
+    slurm: Optional[dict[str, Any]] = None  # `bench run --launcher slurm` settings (SlurmConfig above)
     uncertainty: Annotated[Optional[Uncertainty], BeforeValidator(_uncertainty)] = Uncertainty()
 
     @field_validator("slurm")
     @classmethod
     def _slurm(cls, v):
         if v is not None:
-            from bench.launch import SlurmConfig
-
             SlurmConfig.model_validate(v)
         return v
 

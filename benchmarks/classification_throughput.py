@@ -83,7 +83,7 @@ def timm_loop(model, cfg, root, bs, workers, device) -> tuple[float, int]:
 def bench_job(arch, root, bs, workers, device, out) -> float:
     from bench.cache import OutputCache
     from bench.jobs import expand
-    from bench.runner import Runner
+    from bench.scheduler import Scheduler
     from bench.suite import load_suite
 
     suite = Path(out) / "tp.yaml"
@@ -94,7 +94,7 @@ def bench_job(arch, root, bs, workers, device, out) -> float:
     )
     s = load_suite(suite)
     # no output cache: every run must decode and forward for real
-    summary = Runner(s, expand(s), Path(out) / "results", force=True, cache=OutputCache(enabled=False)).run(device.type)
+    summary = Scheduler(s, expand(s), Path(out) / "results", force=True, cache=OutputCache(enabled=False)).run(device.type)
     (o,) = summary.outcomes
     if o.status != "ok":
         raise SystemExit(f"bench job failed: {o.error}")

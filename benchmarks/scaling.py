@@ -70,7 +70,7 @@ def input_cache_figures(tmp: Path, n: int = 1024) -> None:
 
     from bench.cache import OutputCache
     from bench.jobs import expand
-    from bench.runner import Runner
+    from bench.scheduler import Scheduler
     from bench.suite import load_suite
 
     os.environ["BENCH_CACHE"] = str(tmp / "ic-cache")
@@ -97,7 +97,7 @@ tasks:
         os.environ["BENCH_DECODED_CACHE"] = "1" if decoded else "0"
         s = load_suite(suite)
         plan = expand(s)
-        r = Runner(s, plan, tmp / f"ic-out-{decoded}", force=True, cache=OutputCache(enabled=False))
+        r = Scheduler(s, plan, tmp / f"ic-out-{decoded}", force=True, cache=OutputCache(enabled=False))
         r.run("cpu")
         import pandas as pd
 

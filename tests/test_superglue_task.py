@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.data.superglue import TASKS, load_task
+from bench.data.superglue import DIAGNOSTICS as SG_DIAGNOSTICS
+from bench.data.superglue import TASKS as SG_TASKS
 from bench.data.superglue_tiny import write_tiny
 from bench.metrics import superglue as S
 
@@ -19,7 +21,7 @@ from bench.metrics import superglue as S
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sg") / "superglue"
-    write_tiny(root)
+    write_tiny(root, SG_TASKS, SG_DIAGNOSTICS)
     return root
 
 

@@ -17,9 +17,10 @@ from typing import Annotated, Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.data.images import _publish, cache_dir
+from bench.data.images import _publish
+from bench.paths import cache_dir
 from bench.errors import DataError
-from bench.suite import ExistingFile, SuitePath
+from bench.paths import ExistingFile, SuitePath
 
 
 def read_json(path: str, what: str = "JSON"):

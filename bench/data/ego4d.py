@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.data.coco import read_json
 from bench.errors import DataError
-from bench.suite import ExistingFile, SuitePath
+from bench.paths import ExistingFile, SuitePath
 
 NLQ_CHALLENGE = "ego4d_nlq_challenge"
 MQ_CHALLENGE = "ego4d_moment_queries"
@@ -342,7 +342,7 @@ class SyntheticSpec(BaseModel):
 
     def materialize(self) -> Path:
         from bench.data.ego4d_synthetic import write_synthetic
-        from bench.data.images import cache_dir
+        from bench.paths import cache_dir
 
         root = Path(self.root) if self.root else cache_dir() / "datasets" / f"ego4d-synthetic-{self.clips}-{self.duration}-{self.dim}-{self.fps}-{self.seed}"
         if not (root / ".complete").exists():

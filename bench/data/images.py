@@ -17,10 +17,10 @@ from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
 from PIL import Image
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from bench.errors import DataError
-from bench.suite import ExistingPath, SuitePath
+from bench.paths import ExistingDir, ExistingFile, SuitePath, cache_dir
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -29,19 +29,6 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
 ClassOrder = Literal["natural", "lexical"]
 
 
-def _kind(kind: str):
-    """A path check run after ExistingPath's: a list or names file must not be a folder, a root must be one."""
-
-    def check(path: str, info: ValidationInfo) -> str:
-        if (info.context or {}).get("check_paths", True) and os.path.exists(path) and os.path.isdir(path) != (kind == "folder"):
-            raise ValueError(f"path is a {'file' if kind == 'folder' else 'folder'}, not a {kind}: {path}")
-        return path
-
-    return AfterValidator(check)
-
-
-ExistingFile = Annotated[ExistingPath, _kind("file")]
-ExistingFolder = Annotated[ExistingPath, _kind("folder")]
 
 
 @dataclass
@@ -80,7 +67,7 @@ class ImageFolderSpec(_Spec):
     """root/<split>/<class>/<image>; classes are the class folder names, sorted by `class_order`."""
 
     format: Literal["imagefolder"]
-    root: ExistingFolder
+    root: ExistingDir
     split: str = "val"
     train_split: Optional[str] = None
     # needed only where the two sorts number the class folders differently (checked here, before anything runs)
@@ -346,8 +333,6 @@ def dataset_name(spec) -> str:
 ImageDatasetSpec = Annotated[Union[ImageFolderSpec, ImageListSpec, DigitsSpec, NoiseSpec], Field(discriminator="format")]
 
 
-def cache_dir() -> Path:
-    return Path(os.path.expanduser(os.environ.get("BENCH_CACHE", "~/.cache/bench")))
 
 
 def materialize_digits(root: Path) -> None:

@@ -17,9 +17,10 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.data.images import _publish, cache_dir
+from bench.data.images import _publish
+from bench.paths import cache_dir
 from bench.errors import DataError
-from bench.suite import ExistingPath, SuitePath
+from bench.paths import ExistingPath, SuitePath
 
 # task → (folder and file name on the leaderboard, labels in class-index order)
 TASKS: dict[str, tuple[str, Optional[list]]] = {
@@ -205,7 +206,7 @@ class SuperGlueTinySpec(BaseModel):
             from bench.data.superglue_tiny import write_tiny
 
             tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-            write_tiny(tmp)
+            write_tiny(tmp, TASKS, DIAGNOSTICS)
             (tmp / ".complete").write_text("bench's tiny SuperGLUE-format set\n")
             _publish(tmp, root)
         return str(root)

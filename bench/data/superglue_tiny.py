@@ -126,13 +126,12 @@ def _records(task: str, n: int, seed: int, labelled: bool) -> list[dict]:
     return out
 
 
-def write_tiny(root: Path) -> None:
-    from bench.data.superglue import DIAGNOSTICS, TASKS
-
-    for t, (name, _) in TASKS.items():
+def write_tiny(root: Path, tasks: dict, diagnostics: tuple) -> None:
+    """Every task's jsonl files; `tasks` and `diagnostics` are the reader's tables (the reader imports this module)."""
+    for t, (name, _) in tasks.items():
         d = root / name
         d.mkdir(parents=True, exist_ok=True)
-        splits = {name: (16, True)} if t in DIAGNOSTICS else {"train": (32, True), "val": (16, True), "test": (8, False)}
+        splits = {name: (16, True)} if t in diagnostics else {"train": (32, True), "val": (16, True), "test": (8, False)}
         for split, (n, labelled) in splits.items():
             recs = _records(t, n, seed=hash_seed(t, split), labelled=labelled)
             (d / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))

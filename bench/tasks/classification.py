@@ -16,7 +16,7 @@ from bench.metrics.classification import topk_correct, topk_indices
 from bench.metrics.uncertainty import fill, proportions
 from bench.errors import OutputError
 from bench.probes import knn_scores, l2_normalize, linear_probe, zero_shot_weights, zpe_weights
-from bench.suite import ExistingFile
+from bench.paths import ExistingFile
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 CAPS = {

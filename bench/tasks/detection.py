@@ -20,7 +20,7 @@ from bench.errors import DataError
 from bench.metrics import coco as M
 from bench.metrics.coco_bootstrap import image_bootstrap
 from bench.metrics.uncertainty import fill
-from bench.suite import ExistingFile
+from bench.paths import ExistingFile
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 # OVR-CNN / ViLD COCO split: 48 base and 17 novel of the 80 COCO classes.

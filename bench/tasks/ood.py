@@ -20,7 +20,7 @@ from bench.metrics.uncertainty import fill, proportions
 from bench.postprocessors import POSTPROCESSORS, Head, Outputs, create_postprocessor
 from bench.probes import l2_normalize, zero_shot_weights
 from bench.registry import did_you_mean
-from bench.suite import SuitePath
+from bench.paths import SuitePath
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 # Methods that run the model again (input gradients) rather than scoring cached outputs.

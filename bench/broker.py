@@ -1,0 +1,249 @@
+"""The output broker: batched, cached, sharded adapter outputs for one job at a time.
+
+Tasks ask for outputs by capability through their TaskContext; the broker batches the inputs,
+reads and writes the content-addressed output cache, halves the batch on out-of-memory, shows
+progress, counts samples and forward seconds, and under torchrun computes only this rank's
+blocks. Per-job state lives in a JobState that the executor makes for each job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from bench.cache import OutputCache
+from bench.errors import one_line
+from bench.hashing import short_hash
+from bench.jobs import PROTOCOL_VERSION
+from bench.paths import cache_dir
+from bench.results import environment, write_json
+
+AUTO_BATCH = {"cpu": 64, "cuda": 256}
+AUTO_DET_BATCH = {"cpu": 2, "cuda": 8}  # full-size images through a detector
+PAIR = frozenset({"image_features", "image_logits"})
+
+
+@dataclass
+class JobState:
+    """What one job's forward passes did: the broker adds to it, the executor writes it into rows."""
+
+    job: Any
+    samples: int = 0
+    forward_s: float = 0.0
+    batch_used: Optional[int] = None
+    progress: Any = None  # a rich Progress for per-split bars, or None
+    memo: dict = field(default_factory=dict)  # outputs already made in this process, by cache key
+
+
+def is_oom(e: BaseException) -> bool:
+    import torch
+
+    text = str(e).lower()
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+class BatchSizes:
+    """Batch sizes that fit, remembered per (model, device type, precision, input size, capability)
+    in $BENCH_CACHE/batch_sizes.json, so `batch_size: auto` starts from what worked last time."""
+
+    def __init__(self, path: Optional[Path] = None):
+        self.path = Path(path) if path else cache_dir() / "batch_sizes.json"
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, key: str, default: int) -> int:
+        return int(self._read().get(key, default))
+
+    def put(self, key: str, value: int) -> None:
+        data = self._read()
+        if data.get(key) != value:
+            data[key] = value
+            write_json(self.path, data)
+
+
+def _as_lists(batch):
+    """Detection batches stay lists: images keep their own sizes."""
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+class Broker:
+    def __init__(self, cache: Optional[OutputCache] = None, console=None):
+        self.cache = cache or OutputCache()
+        self.batch_sizes = BatchSizes()
+        self.console = console
+
+    def _key(self, st: JobState, adapter, split, capability: str, kwargs: dict, inputs=None) -> str:
+        env = environment()
+        return short_hash(
+            {
+                "model": st.job.model.model_dump(),
+                "sha": adapter.checkpoint_sha256,
+                "seed": st.job.settings.seed,
+                "precision": adapter.precision,
+                "pre": adapter.preprocess.as_dict(),
+                "cap": capability,
+                "kw": kwargs,
+                "inputs": split.paths if inputs is None else inputs,
+                "lib": [env["torch"], env["timm"], env["open_clip"]],
+                "v": PROTOCOL_VERSION,
+            }
+        )
+
+    # ---------------------------------------------------------------- images
+    def image_outputs(self, st: JobState, adapter, split, capability: str, **kwargs) -> np.ndarray:
+        """Batched outputs for a split, computed once per (model, inputs, preprocess, capability, kwargs).
+
+        Kept in memory for the job's adapter and on disk in the output cache across runs, whole and
+        in blocks of BLOCK items (so a killed run resumes mid-split, and torch.distributed ranks each
+        compute their blocks). Features and logits come from one forward pass when the adapter gives both.
+        """
+        import torch
+
+        from bench import inputs
+        from bench.data.images import ImageDataset, eval_transform
+        from bench.dist import BLOCK, all_gather, world
+
+        key = self._key(st, adapter, split, capability, kwargs)
+        if key in st.memo:
+            return st.memo[key]
+        cached = self.cache.get(key)
+        if cached is not None:
+            st.memo[key] = cached
+            return cached
+        both = capability in PAIR and PAIR <= adapter.capabilities and hasattr(adapter, "features_and_logits")
+        caps = ("image_features", "image_logits") if both else (capability,)
+        keys = [self._key(st, adapter, split, c, kwargs) for c in caps]
+        fn = adapter.features_and_logits if both else getattr(adapter, capability)
+        pre = adapter.preprocess
+        ds = inputs.open_cached(split.paths, pre)  # decoded once by an earlier model with this preprocessing
+        rank, size = world()
+        builder = None
+        if ds is None:
+            ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
+            if inputs.enabled() and size == 1 and pre.crop_pct <= 1.0:
+                builder = inputs.Builder(split.paths, pre)
+        bar = st.progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if st.progress else None
+        n_blocks = -(-len(ds) // BLOCK)
+        mine, error = {}, None
+        t0 = time.perf_counter()
+        try:
+            for b in range(rank, n_blocks, size):
+                bkeys = [short_hash({"k": k, "block": b, "size": BLOCK}) for k in keys]
+                got = [self.cache.get(k) for k in bkeys]
+                if any(g is None for g in got):
+                    got = self._forward(st, adapter, fn, ds, b * BLOCK, min(len(ds), (b + 1) * BLOCK), both, kwargs, bar, capability, builder)
+                    for k, g in zip(bkeys, got):
+                        self.cache.put(k, g)
+                elif bar is not None:
+                    st.progress.advance(bar, min(len(ds), (b + 1) * BLOCK) - b * BLOCK)
+                mine[b] = got
+        except Exception as e:
+            if builder is not None:
+                builder.finish()  # incomplete: discarded
+            if size == 1:
+                raise
+            error = one_line(e)  # every rank still reaches the gather, so none waits for a dead peer
+        else:
+            if builder is not None:
+                builder.finish()  # published only if every item was decoded in this pass
+        gathered = all_gather((error, mine))
+        errors = [e for e, _ in gathered if e]
+        if errors:
+            from bench.errors import OutputError
+
+            raise OutputError(errors[0])
+        blocks = {b: g for _, m in gathered for b, g in m.items()}
+        if adapter.device.type == "cuda":
+            torch.cuda.synchronize()
+        st.forward_s += time.perf_counter() - t0
+        if bar is not None:
+            st.progress.remove_task(bar)
+        results = {}
+        for i, k in enumerate(keys):
+            parts = [blocks[b][i] for b in range(n_blocks)]
+            results[k] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+            st.memo[k] = results[k]
+            if rank == 0:
+                self.cache.put(k, results[k])
+        return results[key]
+
+    def _forward(self, st: JobState, adapter, fn, ds, lo: int, hi: int, both: bool, kwargs: dict, bar, capability: str, builder=None) -> list[np.ndarray]:
+        """Outputs for items lo..hi; an out-of-memory error halves the batch and continues where it stopped."""
+        import torch
+        from torch.utils.data import DataLoader, Subset
+
+        s = st.job.settings
+        pre = adapter.preprocess
+        remember = short_hash({"m": st.job.model.model_dump(), "d": adapter.device.type, "p": adapter.precision, "size": pre.input_size, "cap": capability})
+        bs = s.batch_size if s.batch_size != "auto" else self.batch_sizes.get(remember, AUTO_BATCH[adapter.device.type])
+        chunks = []
+        done = lo
+        while done < hi:
+            loader = DataLoader(Subset(ds, range(done, hi)), batch_size=bs, num_workers=s.num_workers, pin_memory=adapter.device.type == "cuda", shuffle=False)
+            try:
+                for images, _ in loader:
+                    if builder is not None:
+                        builder.write(done, images)
+                    out = fn(images, **kwargs)
+                    chunks.append(tuple(o.cpu().numpy() for o in out) if both else (out.cpu().numpy(),))
+                    done += len(images)
+                    if bar is not None:
+                        st.progress.advance(bar, len(images))
+            except Exception as e:  # out of memory: halve the batch and go on from where it stopped
+                if not is_oom(e) or bs == 1:
+                    raise
+                bs = max(1, bs // 2)
+                if adapter.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if self.console is not None:
+                    self.console.print(f"[yellow]out of memory[/]: {st.job.key}: retrying from item {done} with batch size {bs}")
+        st.batch_used = bs
+        if s.batch_size == "auto":
+            self.batch_sizes.put(remember, bs)
+        st.samples += hi - lo
+        return [np.concatenate([c[i] for c in chunks]) for i in range(2 if both else 1)]
+
+    # ---------------------------------------------------------------- detections
+    def detections(self, st: JobState, adapter, split, image_ids: list, **kwargs) -> list[dict]:
+        """Per-image detections (JSON-ready lists) for the given images of a DetectionSplit, cached like image outputs."""
+        from torch.utils.data import DataLoader
+        from torchvision.transforms import PILToTensor
+
+        from bench.data.images import ImageDataset, ImageSplit
+
+        key = self._key(st, adapter, split, "detections", kwargs, inputs=[split.annotations, split.image_root, list(image_ids)])
+        if key in st.memo:
+            return st.memo[key]
+        cached = self.cache.get_json(key)
+        if cached is not None:
+            st.memo[key] = cached
+            return cached
+        s = st.job.settings
+        bs = st.batch_used = s.batch_size if s.batch_size != "auto" else AUTO_DET_BATCH[adapter.device.type]
+        paths = [split.image_path(i) for i in image_ids]
+        ds = ImageDataset(ImageSplit(split.name, paths, np.zeros(len(paths), np.int64), [], []), PILToTensor())
+        loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, shuffle=False, collate_fn=_as_lists)
+        bar = st.progress.add_task(f"  {split.name} · detections", total=len(ds)) if st.progress else None
+        out: list = [None] * len(ds)
+        t0 = time.perf_counter()
+        for images, idx in loader:
+            for i, d in zip(idx, adapter.detections(images, [image_ids[i] for i in idx], **kwargs)):
+                out[i] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+            if bar is not None:
+                st.progress.advance(bar, len(images))
+        st.forward_s += time.perf_counter() - t0
+        st.samples += len(ds)
+        if bar is not None:
+            st.progress.remove_task(bar)
+        st.memo[key] = out
+        self.cache.put_json(key, out)
+        return out
