@@ -163,11 +163,13 @@ def test_check_fails_on_regression_against_real_run(smoke_run, tmp_path):
     out, _ = smoke_run
     base = pd.read_parquet(REPO / "results" / "baselines" / "smoke.parquet")
     top1 = base.metric == "top1"
-    base.loc[top1, "value"] += 0.02  # 2 points: inside the noise of 450 digits (se about 1.5 points on each side)
+    base.loc[top1, "value"] += 0.02  # 2 points: inside the noise of 450 digits (se about 1.5 points on each side) ...
     bumped = tmp_path / "bumped.parquet"
     base.to_parquet(bumped)
     r = CliRunner().invoke(app, ["check", str(out), "--baseline", str(bumped)])
-    assert r.exit_code == 0, r.output
+    # ... except where a model got none right (se 0: 0 of 226 against 2%, which Wilson's bound also rejects)
+    zero = int(((base.metric == "top1") & (base.stderr == 0)).sum())
+    assert zero == 2 and r.exit_code == 1 and f"FAIL: {zero} of 998" in r.output and f"{zero} regressed" in r.output
     base.loc[top1, "value"] += 0.10  # 12 points: beyond it for all 16 top1 rows
     base.to_parquet(bumped)
     r = CliRunner().invoke(app, ["check", str(out), "--baseline", str(bumped)])
