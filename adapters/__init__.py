@@ -1,6 +1,6 @@
 """Adapters wrap every backbone and method behind one interface (see adapters/base.py)."""
 
-from adapters.base import ADAPTERS, CAPABILITIES, Adapter, AdapterArgs, Preprocess, create_adapter, list_adapters, register_adapter
+from adapters.base import ADAPTERS, Adapter, AdapterArgs, Preprocess, create_adapter, list_adapters, register_adapter
 
 # Importing the modules registers the adapters.
 from adapters import detectors as _detectors  # noqa: E402,F401
@@ -12,4 +12,8 @@ from adapters import timm as _timm  # noqa: E402,F401
 from adapters import transformers as _transformers  # noqa: E402,F401
 from adapters import video as _video  # noqa: E402,F401
 
-__all__ = ["ADAPTERS", "CAPABILITIES", "Adapter", "AdapterArgs", "Preprocess", "create_adapter", "list_adapters", "register_adapter"]
+from bench.plugins import load_entry_points  # noqa: E402
+
+load_entry_points("bench.adapters")  # installed third-party adapters register themselves here
+
+__all__ = ["ADAPTERS", "Adapter", "AdapterArgs", "Preprocess", "create_adapter", "list_adapters", "register_adapter"]

@@ -1,4 +1,4 @@
-"""The adapter interface: capabilities, preprocessing, metadata, and a registry.
+"""The adapter interface: capabilities (bench.capabilities), preprocessing, metadata, and a registry.
 
 An adapter wraps one model behind named capabilities. It never knows which task
 calls it. Image inputs arrive as uint8 NCHW batches already resized and cropped
@@ -18,24 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench.errors import CheckpointError, OutputError
 from bench.registry import Registry
 
-# Capability names shared by adapters and tasks (shared/ARCHITECTURE.md).
-CAPABILITIES = (
-    "image_features",
-    "image_logits",
-    "text_features",
-    "detections",
-    "region_scores",
-    "text_choice_logprobs",
-    "text_features_pair",
-    "video_features",
-    "predictions",
-    "text_pair_logits",  # a sequence classifier fine-tuned per task: pair_logits(task, a, b) -> ([n, C], id2label)
-    "nlq_from_features",  # Ego4D NLQ windows from per-clip features: nlq_windows(features, fps, query, duration)
-    "mq_from_features",  # Ego4D MQ moments from per-clip features: mq_moments(features, fps, duration, classes)
-    "nlq_from_frames",  # zero-shot NLQ from sampled frames: nlq_windows_from_frames(paths, fps, query, duration)
-    "linear_head",  # the classifier is one nn.Linear on image_features: linear_head() -> (W, b)
-    "input_gradients",  # logits are differentiable in the input (ODIN): logits_with_grad(x)
-)
 
 
 # the output shape of each tensor capability, for OutputError messages
@@ -87,6 +69,7 @@ class Adapter:
     Args: ClassVar[type[AdapterArgs]] = AdapterArgs
     description: ClassVar[str] = ""
     offers: ClassVar[str] = ""  # capabilities in words, for `bench list adapters`
+    provides: ClassVar[frozenset] = frozenset()  # every capability it may offer (checked at registration)
 
     preprocess: Preprocess = Preprocess()
 
@@ -235,7 +218,29 @@ ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
 
 
 def register_adapter(cls: type[Adapter]) -> type[Adapter]:
+    """Register an adapter, checking that every capability it provides exists and has its method."""
+    from bench.capabilities import CAPABILITIES
+
+    problems = []
+    for cap in sorted(cls.provides):
+        if cap not in CAPABILITIES:
+            problems.append(f"provides unknown capability '{cap}'")
+        elif not _implements(cls, CAPABILITIES.get(cap).method):
+            problems.append(f"provides '{cap}' but does not implement {CAPABILITIES.get(cap).method}()")
+    if not getattr(cls, "description", ""):
+        problems.append("has no description")
+    if problems:
+        raise TypeError(f"adapter '{getattr(cls, 'name', cls.__name__)}': " + "; ".join(problems))
     return ADAPTERS.register(cls.name)(cls)
+
+
+def _implements(cls, method: str) -> bool:
+    """The class has `method`, and it is not one of Adapter's NotImplementedError stubs."""
+    fn = getattr(cls, method, None)
+    return callable(fn) and not (fn is getattr(Adapter, method, None) and method in _STUBS)
+
+
+_STUBS = {"image_features", "image_logits", "text_features", "detections"}
 
 
 def create_adapter(args: AdapterArgs, **kw) -> Adapter:

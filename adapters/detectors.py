@@ -103,6 +103,7 @@ def masks_to_rle(masks: torch.Tensor, thresh: float) -> list[dict]:
 
 @register_adapter
 class DetectorAdapter(Adapter):
+    provides = frozenset({"detections"})  # every capability capabilities_for may offer
     name = "torchvision_detector"
     Args = DetectorArgs
     description = "torchvision Faster R-CNN / RetinaNet / FCOS / Mask R-CNN with a timm backbone + FPN; checkpoint: PATH"

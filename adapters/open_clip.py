@@ -27,6 +27,7 @@ class OpenClipArgs(AdapterArgs):
 
 @register_adapter
 class OpenClipAdapter(Adapter):
+    provides = frozenset({"image_features", "text_features"})  # every capability capabilities_for may offer
     name = "open_clip"
     Args = OpenClipArgs
     description = "open_clip CLIP models: image + text towers and tokenizer (zero-shot)"

@@ -31,6 +31,7 @@ def sha256_path(path: str) -> str:
 
 @register_adapter
 class PredictionsAdapter(Adapter):
+    provides = frozenset({"predictions"})  # every capability capabilities_for may offer
     name = "predictions"
     Args = PredictionsArgs
     description = "results files from any framework (mmdetection, detectron2, …), scored like a model"

@@ -68,6 +68,7 @@ def resolve_factory(spec: str):
 
 @register_adapter
 class PythonAdapter(Adapter):
+    provides = frozenset({"image_logits", "image_features", "text_features", "linear_head", "input_gradients", "odin_scores"})  # every capability capabilities_for may offer
     name = "python"
     Args = PythonArgs
     description = "any torch.nn.Module from factory: 'pkg.module:build' with declared capabilities"

@@ -97,6 +97,7 @@ def scale_boxes(boxes: torch.Tensor, factor: float, w: int, h: int) -> torch.Ten
 
 @register_adapter
 class RegionClipAdapter(Adapter):
+    provides = frozenset({"detections", "region_scores"})  # every capability capabilities_for may offer
     name = "region_clip"
     Args = RegionClipArgs
     description = "open-vocabulary detection: open_clip classifies proposal/detector boxes (ViLD crops, F-VLM fusion)"

@@ -48,6 +48,7 @@ def timm_preprocess(model: torch.nn.Module, kwargs: dict) -> Preprocess:
 
 @register_adapter
 class TimmAdapter(Adapter):
+    provides = frozenset({"image_features", "image_logits", "linear_head", "input_gradients", "odin_scores"})  # every capability capabilities_for may offer
     name = "timm"
     Args = TimmArgs
     description = "any timm model name; pretrained via timm (online) or checkpoint: PATH (.safetensors/.pth/.bin)"

@@ -96,6 +96,7 @@ def resolve_model(args: TransformersArgs) -> str:
 
 @register_adapter
 class TransformersAdapter(Adapter):
+    provides = frozenset({"text_features", "text_pair_logits", "text_choice_logprobs"})  # every capability capabilities_for may offer
     name = "transformers"
     Args = TransformersArgs
     description = "Hugging Face text models: encoder (sentence embeddings), classifier (per-task checkpoints), causal_lm / seq2seq (log-likelihood)"

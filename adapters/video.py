@@ -99,6 +99,7 @@ def _build_head(spec: HeadSpec, what: str, seed: int) -> torch.nn.Module:
 
 @register_adapter
 class VideoHeadsAdapter(Adapter):
+    provides = frozenset({"nlq_from_features", "mq_from_features"})  # every capability capabilities_for may offer
     name = "video_heads"
     Args = VideoHeadsArgs
     description = "Ego4D NLQ/MQ heads (python factory + local checkpoint) on pre-extracted per-clip features"
@@ -106,7 +107,7 @@ class VideoHeadsAdapter(Adapter):
 
     @classmethod
     def capabilities_for(cls, args: VideoHeadsArgs) -> frozenset[str]:
-        caps = {"video_features"}
+        caps = set()
         if args.nlq_head:
             caps.add("nlq_from_features")
         if args.mq_head:
@@ -186,6 +187,7 @@ class ClipNlqArgs(AdapterArgs):
 
 @register_adapter
 class ClipNlqAdapter(Adapter):
+    provides = frozenset({"nlq_from_frames"})  # every capability capabilities_for may offer
     name = "clip_nlq"
     Args = ClipNlqArgs
     description = "zero-shot NLQ: open_clip frame/query similarity, sliding-window means, temporal NMS"

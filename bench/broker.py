@@ -247,3 +247,84 @@ class Broker:
         st.memo[key] = out
         self.cache.put_json(key, out)
         return out
+
+    # ---------------------------------------------------------------- any capability
+    def outputs(self, st: JobState, adapter, capability: str, inputs=None, **kwargs):
+        """`ctx.outputs(capability, inputs, **args)`: dispatch by the capability's input kind (bench.capabilities)."""
+        from bench.capabilities import CAPABILITIES
+
+        cap = CAPABILITIES.get(capability)
+        if cap.inputs == "images":
+            return self.image_outputs(st, adapter, inputs, capability, **kwargs)
+        if cap.inputs == "detections":
+            split, image_ids = inputs
+            return self.detections(st, adapter, split, image_ids, **kwargs)
+        fn = getattr(adapter, cap.method)
+        if cap.inputs == "none":
+            return fn(**kwargs)
+        if cap.inputs == "items":
+            return per_item(st, fn, capability, list(inputs), kwargs)
+        return batched(self, st, adapter, cap, list(inputs), kwargs)
+
+class _NoSplit:
+    paths: list = []
+
+
+def per_item(st: JobState, fn, capability: str, items: list, kwargs: dict) -> list:
+    """One call per item (a clip, a query), with progress and timing."""
+    bar = st.progress.add_task(f"  {capability}", total=len(items)) if st.progress and len(items) > 1 else None
+    out, t0 = [], time.perf_counter()
+    for item in items:
+        out.append(fn(*item, **kwargs))
+        if bar is not None:
+            st.progress.advance(bar, 1)
+    st.forward_s += time.perf_counter() - t0
+    st.samples += len(items)
+    if bar is not None:
+        st.progress.remove_task(bar)
+    return out
+
+def batched(broker: "Broker", st: JobState, adapter, cap, items: list, kwargs: dict):
+    """Texts, text pairs and (context, continuation) choices in batches, memoised by content, halving on OOM."""
+    import torch
+
+    key = short_hash({"k": broker._key(st, adapter, _NoSplit, cap.name, kwargs, inputs=[]), "items": short_hash(items)})
+    if key in st.memo:
+        return st.memo[key]
+    fn = getattr(adapter, cap.method)
+    s = st.job.settings
+    bs = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
+    bar = st.progress.add_task(f"  {cap.name}", total=len(items)) if st.progress and len(items) > bs else None
+    parts, names, done, t0 = [], None, 0, time.perf_counter()
+    while done < len(items):
+        chunk = items[done : done + bs]
+        try:
+            if cap.inputs == "pairs":
+                got, names = fn(kwargs["task"], [a for a, _ in chunk], [b for _, b in chunk])
+            elif cap.inputs == "choices":
+                got = fn([c for c, _ in chunk], [x for _, x in chunk], **kwargs)
+            else:
+                got = fn(chunk, **kwargs)
+        except Exception as e:
+            if not is_oom(e) or bs == 1:
+                raise
+            bs = max(1, bs // 2)
+            if adapter.device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        parts.append(got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else got)
+        done += len(chunk)
+        if bar is not None:
+            st.progress.advance(bar, len(chunk))
+    st.forward_s += time.perf_counter() - t0
+    st.samples += len(items)
+    if bar is not None:
+        st.progress.remove_task(bar)
+    if parts and isinstance(parts[0], np.ndarray):
+        result = np.concatenate(parts)
+    else:
+        result = [x for p in parts for x in p]
+    if cap.inputs == "pairs":
+        result = (result, names)
+    st.memo[key] = result
+    return result

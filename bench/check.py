@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from bench.metrics import higher_is_better
+from bench.tasks import lower_is_better
 
 MATCH = ["model", "task", "dataset", "split", "metric", "method"]
 BAD = ("regressed", "missing", "failed", "not comparable")
@@ -62,7 +62,8 @@ def _se(x) -> float:
 
 def noise_rule(base: dict, cur: dict, tol: float, z: float) -> tuple[str, str]:
     """The default rule, on the two rows' values and standard errors."""
-    change = cur["value"] - base["value"] if higher_is_better(base["metric"]) else base["value"] - cur["value"]
+    lower = lower_is_better(base["metric"], base.get("task_type"))
+    change = base["value"] - cur["value"] if lower else cur["value"] - base["value"]
     noise = z * math.sqrt(_se(base.get("stderr")) ** 2 + _se(cur.get("stderr")) ** 2)
     bound = max(tol, noise)
     why = f"moved {change:+.4g} the good way; bound max(tol {tol:g}, {z:g}·se {noise / z if z else 0:.3g}) = {bound:.3g}"
@@ -90,7 +91,7 @@ def paired_rule(base: dict, cur: dict, tol: float, z: float, hits: tuple[np.ndar
 
     alpha = 2 * (1 - norm.cdf(z))
     p, lost, gained = mcnemar(*hits)
-    change = cur["value"] - base["value"]
+    change = cur["value"] - base["value"]  # top-k: higher is better
     why = f"paired McNemar: {lost} samples lost, {gained} gained, p={p:.3g} (alpha {alpha:.3g}); change {change:+.4g}, tol {tol:g}"
     if p < alpha and abs(change) > tol:
         return ("regressed" if lost > gained else "improved"), why

@@ -144,12 +144,15 @@ def run(
 
 
 def _print_summary(summary):
+    from bench.tasks import is_per_category
+
     t = Table(title=f"results: {summary.run_dir}")
     for c in ("model", "task", "status", "metrics", "wall s", "samples/s"):
         t.add_column(c, justify="right" if c in ("wall s", "samples/s") else "left")
     for o in summary.outcomes:
-        plain = [r for r in o.rows if not r.get("method") and r["metric"].count("/") < 2]
-        per_cat = sum(r["metric"].count("/") >= 2 for r in o.rows)
+        cat = [is_per_category(r["metric"], r.get("task_type")) for r in o.rows]
+        plain = [r for r, c in zip(o.rows, cat) if not r.get("method") and not c]
+        per_cat = sum(cat)
         methods = {r["method"] for r in o.rows if r.get("method")}
         metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in plain) if o.rows else (escape(o.error or "") if o.status == "failed" else "")
         if methods:
@@ -182,8 +185,16 @@ def list_(
     what: ListWhat = typer.Argument(..., help="adapters | tasks | models"),
     pattern: str = typer.Argument("*", help="Wildcard filter, e.g. 'vit_*' or '*clip*'."),
     source: str = typer.Option("timm", help="For 'models': timm | open_clip."),
+    suite: Optional[Path] = typer.Option(None, help="Also list what this suite's `plugins:` register."),
 ):
     """List registered adapters, task types, or model architectures (timm/open_clip) matching a wildcard."""
+    if suite is not None:
+        from bench.suite import load_suite
+
+        try:
+            load_suite(suite, check_paths=False)
+        except BenchError as e:
+            _fail(e)
     if what == ListWhat.adapters:
         from adapters import ADAPTERS
 
@@ -237,6 +248,10 @@ def compare(
     """Show models × (task, metric): best per column marked, deltas against a baseline, † where not comparable."""
     from bench import compare as cmp
 
+    try:
+        _run_plugins(results)
+    except BenchError as e:
+        _fail(e)
     if rank:
         from bench import ranking
 
@@ -292,6 +307,7 @@ def check(
     from bench.results import load_rows
 
     try:
+        _run_plugins(list(results) + [baseline])
         current = load_rows([str(p) for p in results], with_source=True)
         base = load_rows([str(baseline)], with_source=True)
         per_metric = _tolerances(suite, results)
@@ -428,6 +444,19 @@ def cache_prune(
         for e in doomed:
             cache.remove(e)
     out.print(f"{'would delete' if dry_run else 'deleted'} {len(doomed)} of {len(items)} entries, {_human(freed)}")
+
+
+def _run_plugins(results) -> None:
+    """Import the plugins recorded in the runs' run.json, so their families' declarations are known."""
+    from bench.plugins import import_plugins
+
+    for f in {f for p in results if Path(p).is_dir() for f in Path(p).rglob("run.json")}:
+        try:
+            s = json.loads(f.read_text())["suite"]
+        except (OSError, KeyError, ValueError, TypeError):
+            continue
+        if s.get("plugins"):
+            import_plugins(s["plugins"], s.get("python_path") or [], where=f"{f}: ")
 
 
 def _tolerances(suite: Optional[Path], results: list[Path]) -> dict[str, float]:

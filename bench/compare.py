@@ -12,7 +12,7 @@ from typing import Optional
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.metrics import higher_is_better
+from bench.tasks import is_per_category, lower_is_better
 from bench.results import load_rows
 
 COL = ["task", "dataset", "split", "metric"]
@@ -62,7 +62,7 @@ def build(
     df = with_method(load_rows(results))
     hidden = 0
     if not metric:  # per-category rows (bbox/AP/<category>) would swamp the table; --metric shows them
-        per_cat = df.metric.fillna("").str.count("/") >= 2
+        per_cat = pd.Series([is_per_category(m, t) for m, t in zip(df.metric.fillna(""), df.task_type)], index=df.index, dtype=bool)
         hidden, df = int(per_cat.sum()), df[~per_cat]
     df = df[_keep(df.task, task) & (_keep(df.dataset, dataset) | (df.status != "ok")) & (_keep(df.metric, metric) | (df.status != "ok"))]
     if df.empty:
@@ -93,8 +93,10 @@ def build(
         if hashes.get(col) is not None and r.task_hash != hashes[col]:
             comp.cells[(r.model, col)].flag = f"task config differs (task_hash {r.task_hash} vs {hashes[col]})"
 
+    types = dict(zip(ok.task, ok.task_type))
     for col in columns:
-        mark_best([c for m in models if (c := comp.cells.get((m, col))) and c.value is not None and not c.flag], higher_is_better(col[3]))
+        higher = not lower_is_better(col[3], types.get(col[0]))
+        mark_best([c for m in models if (c := comp.cells.get((m, col))) and c.value is not None and not c.flag], higher)
 
     if baseline:
         _apply_baseline(comp, baseline)

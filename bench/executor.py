@@ -79,16 +79,14 @@ class Executor:
         self._adapter = self._adapter_key = None
         self._memo = {}
 
-    def context(self, st: JobState):
+    def context(self, st: JobState, adapter):
         from bench.tasks import TaskContext
 
         s = st.job.settings
-        b = self.broker
         return TaskContext(
             seed=s.seed,
             limit=s.limit,
-            image_outputs=lambda *a, **k: b.image_outputs(st, *a, **k),
-            detections=lambda *a, **k: b.detections(st, *a, **k),
+            outputs=lambda capability, inputs=None, **k: self.broker.outputs(st, adapter, capability, inputs, **k),
             uncertainty=Spec.of(self.suite.uncertainty),
         )
 
@@ -101,7 +99,7 @@ class Executor:
             adapter = self.adapter_for(job, device)
             st = JobState(job, progress=progress, memo=self._memo)
             with blas_threads():
-                result = TASKS.get(job.task.type)(job.task, self.context(st)).evaluate(adapter)
+                result = TASKS.get(job.task.type)(job.task, self.context(st, adapter)).evaluate(adapter)
             wall = time.perf_counter() - t0
             meta = json.dumps({**adapter.metadata(), **result.meta}, default=str, sort_keys=True)
             extra = {
@@ -134,6 +132,7 @@ class Executor:
             "suite": self.suite.name,
             "model": job.model.name,
             "task": job.task.name,
+            "task_type": job.task.type,
             "run_id": self.run_dir.name,
             "job_hash": job.job_hash,
             "task_hash": job.task_hash,

@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-# rough relative cost when no earlier run recorded a wall time
-TYPE_WEIGHT = {"ood": 8, "detection": 6, "lvis": 6, "ovd_coco": 6, "superglue": 5, "ego4d_nlq": 3, "ego4d_mq": 3, "ego4d_sta": 1, "classification": 2}
 
 
 @dataclass
@@ -71,7 +69,9 @@ def job_cost(scheduler, job) -> float:
             continue
         if len(w):
             return float(w.iloc[0])
-    return float(TYPE_WEIGHT.get(job.task.type, 2))
+    from bench.tasks import TASKS
+
+    return float(TASKS.get(job.task.type).cost)  # the family's declared relative cost
 
 
 def run_pool(scheduler, todo: list, specs: list[WorkerSpec], boot: dict, on_event) -> list:

@@ -1,7 +1,7 @@
 """Cross-task ranking, as Battle of the Backbones aggregates: per-task z-scores and a mean rank.
 
-Each task contributes its headline metric (the first of PRIMARY it reports; for OOD, AUROC on the
-near and far means). Per column, scores are z-normalised across models (signs flipped where lower
+Each task contributes its family's declared headline metric (for OOD, AUROC on the near and far
+means: the family's headline_datasets). Per column, scores are z-normalised across models (signs flipped where lower
 is better) and ranked (1 = best, ties share the mean rank); a model's mean z-score and mean rank
 are taken over the columns it has. Rows are excluded, and each exclusion is stated, when they
 failed, when their task config differs from the one most models ran (another task_hash: not
@@ -16,22 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.metrics import higher_is_better
-
-# headline metric per task family, first match wins
-PRIMARY = (
-    "superglue/score",
-    "AUROC",  # before top1: OOD tasks also report the ID accuracy
-    "top1",
-    "bbox/AP50_novel",
-    "bbox/AP",
-    "segm/AP",
-    "nlq/R1@0.5",
-    "mq/mAP",
-    "sta/mAP_box_noun_verb_ttc",
-    "top1@*",
-)
-
+from bench.tasks import TASKS, family_of, lower_is_better
 
 @dataclass
 class Ranking:
@@ -45,16 +30,26 @@ def label(col: tuple) -> str:
     return f"{task} {dataset}/{split} {metric}"
 
 
-def _primary(metrics: set[str]) -> list[str]:
-    for p in PRIMARY:
-        hit = sorted(m for m in metrics if fnmatch.fnmatch(m, p))
-        if hit:
-            return hit
-    return []
+def _headline(metrics: set[str], task_type) -> tuple[list[str], tuple]:
+    """The family's headline metrics among those reported, and the datasets they are read from.
+
+    Rows without a known family (older files, a plugin not loaded) take the first registered family
+    whose headline they report, families with a headline_datasets declaration first.
+    """
+    fam = family_of(task_type)
+    fams = [fam] if fam else sorted((TASKS.get(n) for n in TASKS.list()), key=lambda f: not f.headline_datasets)
+    for f in fams:
+        for p in f.headline:
+            hit = sorted(m for m in metrics if fnmatch.fnmatch(m, p))
+            if hit:
+                return hit, f.headline_datasets
+    return [], ()
 
 
 def rank(df: pd.DataFrame) -> Ranking:
     notes: list[str] = []
+    if "task_type" not in df:
+        df = df.assign(task_type=None)
     failed = df[df.status != "ok"]
     if len(failed):
         notes.append(f"excluded {failed.groupby(['model', 'task']).ngroups} failed model × task pairs")
@@ -62,16 +57,17 @@ def rank(df: pd.DataFrame) -> Ranking:
     ok["method"] = ok["method"].fillna("") if "method" in ok else ""
     cells = []
     for task, g in ok.groupby("task", sort=True):
-        metrics = _primary(set(g.metric))
+        task_type = g.task_type.dropna().iloc[0] if g.task_type.notna().any() else None
+        metrics, datasets = _headline(set(g.metric), task_type)
         if not metrics:
-            notes.append(f"task '{task}': no headline metric ({', '.join(PRIMARY[:4])}, …); left out")
+            notes.append(f"task '{task}': reports none of its family's headline metrics; left out")
             continue
         g = g[g.metric.isin(metrics)]
-        if metrics == ["AUROC"] and g.dataset.isin(["near", "far"]).any():  # OOD: the near and far means
-            g = g[g.dataset.isin(["near", "far"])]
+        if datasets and g.dataset.isin(datasets).any():  # e.g. OOD: the near and far means
+            g = g[g.dataset.isin(datasets)]
         if (g.method != "").any():
             notes.append(f"task '{task}': each model is represented by its best method")
-            better = higher_is_better(metrics[0])
+            better = not lower_is_better(metrics[0], task_type)
             g = g.sort_values("value", ascending=not better).drop_duplicates(["model", "task", "dataset", "split", "metric"])
         cells.append(g)
     if not cells:
@@ -89,7 +85,8 @@ def rank(df: pd.DataFrame) -> Ranking:
             notes.append(f"{col[0]} {col[1]}/{col[2]} {col[3]}: fewer than two models, not ranked")
             continue
         v = c.set_index("model").value.astype(float)
-        v = v if higher_is_better(col[3]) else -v
+        kind = c.task_type.dropna().iloc[0] if c.task_type.notna().any() else None
+        v = -v if lower_is_better(col[3], kind) else v
         sd = v.std(ddof=0)
         name = label(col)
         z[name] = (v - v.mean()) / sd if sd > 0 else v * 0.0

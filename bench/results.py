@@ -21,6 +21,7 @@ SCHEMA = pa.schema(
         ("suite", pa.string()),
         ("model", pa.string()),
         ("task", pa.string()),
+        ("task_type", pa.string()),  # the task family (its declarations: headline, lower-is-better metrics)
         ("dataset", pa.string()),
         ("split", pa.string()),
         ("metric", pa.string()),

@@ -239,6 +239,8 @@ class Scheduler:
                     "models": [m.model_dump() for m in self.suite.models],
                     "tasks": [t.model_dump() for t in self.suite.tasks],
                     "check": self.suite.check.model_dump(),
+                    "plugins": self.suite.plugins,  # bench compare/check import them to know their families
+                    "python_path": self.suite.python_path,
                 },
                 "environment": {**environment(), "device": device, "python": sys.version.split()[0]},
                 "jobs": status,

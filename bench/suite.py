@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from bench.errors import SuiteError, read_text
+from bench.errors import BenchError, SuiteError, read_text
 from bench.registry import did_you_mean
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -99,6 +99,8 @@ class SuiteHead(Strict):
     check: CheckSpec = CheckSpec()
     slurm: Optional[dict[str, Any]] = None  # `bench run --launcher slurm` settings (SlurmConfig above)
     uncertainty: Annotated[Optional[Uncertainty], BeforeValidator(_uncertainty)] = Uncertainty()
+    plugins: list[str] = []  # modules that register task families or adapters (bench.plugins)
+    python_path: list[SuitePath] = []  # folders put on sys.path before the plugins are imported
 
     @field_validator("slurm")
     @classmethod
@@ -119,6 +121,8 @@ class Suite:
     check: CheckSpec
     slurm: Optional[dict] = None
     uncertainty: Optional[Uncertainty] = None  # None: uncertainty off
+    plugins: list = field(default_factory=list)
+    python_path: list = field(default_factory=list)
     raw_models: list[dict] = field(default_factory=list)  # as written, for hashing
     raw_tasks: list[dict] = field(default_factory=list)
     lines: dict = field(default_factory=dict)  # loc tuple → line
@@ -345,6 +349,24 @@ def _yaml_graph(node, path) -> list[str]:
 
 
 # ---------------------------------------------------------------- load
+def _import_plugins(data: dict, path: Path, lines: dict) -> list[str]:
+    """Import the suite's plugin modules before its models and tasks are validated against the registries."""
+    from bench.plugins import import_plugins
+
+    mods, dirs = data.get("plugins") or [], data.get("python_path") or []
+    if not mods:
+        return []
+    if not isinstance(mods, list) or not isinstance(dirs, list) or not all(isinstance(x, str) for x in mods + dirs):
+        return [f"{path}:{_line_for(lines, ('plugins',))}: plugins and python_path must be lists of strings"]
+    base = path.parent.resolve()
+    folders = [str(p if (p := Path(os.path.expanduser(d))).is_absolute() else (base / p).resolve()) for d in dirs]
+    try:
+        import_plugins(mods, folders)
+    except BenchError as e:
+        return [f"{path}:{_line_for(lines, ('plugins',))}: plugins: {e}"]
+    return []
+
+
 def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
     """Parse and validate a suite. Raises SuiteError with every problem found."""
     from adapters import ADAPTERS  # registries are filled on import
@@ -361,6 +383,7 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
     written = data  # kept unexpanded: task hashes must not depend on this machine's paths
     data = _expand_env(data, (), lines, path, problems)
     ctx = {"base": str(path.parent.resolve()), "check_paths": check_paths}
+    problems += _import_plugins(data, path, lines)
 
     head = None
     try:
@@ -415,6 +438,8 @@ def load_suite(path: str | os.PathLike, check_paths: bool = True) -> Suite:
         check=head.check,
         slurm=head.slurm,
         uncertainty=head.uncertainty,
+        plugins=head.plugins,
+        python_path=head.python_path,
         raw_models=list(written.get("models", [])),
         raw_tasks=list(written.get("tasks", [])),
         lines=lines,

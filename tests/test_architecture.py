@@ -8,7 +8,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # bottom up; a module may import its own layer or those below
 LAYERS = [
-    ["bench", "bench.errors", "bench.registry", "bench.paths", "bench.hashing", "bench.results", "bench.filehash", "bench.dist", "bench.metrics", "bench.metrics.*", "bench.probes", "bench.postprocessors"],
+    ["bench", "bench.errors", "bench.registry", "bench.paths", "bench.hashing", "bench.results", "bench.filehash", "bench.dist", "bench.metrics", "bench.metrics.*", "bench.probes", "bench.postprocessors", "bench.capabilities", "bench.plugins"],
     ["bench.data", "bench.data.*", "bench.cache", "bench.inputs"],
     ["adapters", "adapters.*", "bench.tasks", "bench.tasks.*"],
     ["bench.suite", "bench.jobs", "bench.compare", "bench.check", "bench.ranking", "bench.export"],
@@ -86,3 +86,26 @@ def test_metrics_do_not_import_torch():
             names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
             names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
             assert "torch" not in names, name
+
+
+def test_no_class_is_over_about_200_lines():
+    big = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 210:
+                big.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not big, big
+
+
+def test_tasks_never_call_adapter_methods():
+    """Tasks ask the broker (ctx.outputs); only the adapter's args, capabilities and preprocess are read."""
+    from bench.capabilities import CAPABILITIES
+
+    methods = {CAPABILITIES.get(c).method for c in CAPABILITIES.list()}
+    calls = []
+    for name, path in modules().items():
+        if name.startswith("bench.tasks."):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in methods:
+                    calls.append(f"{name}:{node.lineno} {node.func.attr}()")
+    assert not calls, calls

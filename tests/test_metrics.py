@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from bench.metrics import higher_is_better
+from bench.tasks import lower_is_better
 from bench.metrics.classification import topk_accuracy, topk_indices
 from bench.probes import knn_scores, linear_probe, zero_shot_weights
 
@@ -85,5 +85,5 @@ def test_zero_shot_weights_hand_computed():
 
 
 def test_metric_direction():
-    assert higher_is_better("top1") and higher_is_better("bbox/AP")
-    assert not higher_is_better("FPR95")
+    assert not lower_is_better("top1", "classification") and not lower_is_better("bbox/AP", "detection")
+    assert lower_is_better("FPR95", "ood") and lower_is_better("near/FPR95")  # declared by the OOD family

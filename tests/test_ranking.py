@@ -68,16 +68,13 @@ def test_rank_aggregation_hand_made():
     assert "c (3/4)" in text
 
 
-def test_lower_is_better_is_flipped():
-    df = pd.DataFrame([row("a", "o", "FPR95", 0.1, dataset="near"), row("b", "o", "FPR95", 0.5, dataset="near")])
-    from bench import ranking
+def test_lower_is_better_is_flipped(monkeypatch):
+    """A family whose headline is lower-is-better (OOD declaring FPR95 here) ranks the smaller value first."""
+    from bench.tasks import TASKS
 
-    old = ranking.PRIMARY
-    ranking.PRIMARY = ("FPR95",)
-    try:
-        r = rank(df)
-    finally:
-        ranking.PRIMARY = old
+    monkeypatch.setattr(TASKS.get("ood"), "headline", ("FPR95",))
+    df = pd.DataFrame([{**row("a", "o", "FPR95", 0.1, dataset="near"), "task_type": "ood"}, {**row("b", "o", "FPR95", 0.5, dataset="near"), "task_type": "ood"}])
+    r = rank(df)
     assert list(r.table.index) == ["a", "b"] and r.table.loc["a", "mean_z"] > 0
 
 

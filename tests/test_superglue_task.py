@@ -16,6 +16,7 @@ from bench.data.superglue import DIAGNOSTICS as SG_DIAGNOSTICS
 from bench.data.superglue import TASKS as SG_TASKS
 from bench.data.superglue_tiny import write_tiny
 from bench.metrics import superglue as S
+from bench.tasks import superglue as SGT
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,7 @@ def test_resamples_are_seeded_per_task_and_cluster_multirc_by_question(tiny):
     task = _task(Spec(resamples=200, seed=3))
     items = load_task(str(tiny), "multirc", "val")
     preds = _random_preds("multirc", items)
-    a, b = task.resample("multirc", items, preds), task.resample("multirc", items, preds)
+    a, b = SGT.resample("multirc", items, preds, task.ctx.uncertainty), SGT.resample("multirc", items, preds, task.ctx.uncertainty)
     assert set(a) == {"f1a", "em"} and all(np.array_equal(a[k], b[k]) for k in a) and a["em"].shape == (200,)
     units = _units("multirc", items)
     for q in {it.group for it in items}:  # every answer of a question is one unit
@@ -273,7 +274,7 @@ def test_resamples_are_seeded_per_task_and_cluster_multirc_by_question(tiny):
     same = [0] * len(rte)
     gold_rte = [it.label for it in rte]
     gold_boolq = [it.label for it in boolq]
-    assert not np.array_equal(task.resample("rte", rte, gold_rte[:1] + same[1:])["acc"], task.resample("boolq", boolq, gold_boolq[:1] + same[1:])["acc"])
+    assert not np.array_equal(SGT.resample("rte", rte, gold_rte[:1] + same[1:], task.ctx.uncertainty)["acc"], SGT.resample("boolq", boolq, gold_boolq[:1] + same[1:], task.ctx.uncertainty)["acc"])
 
 
 def test_wilson_for_accuracies_and_a_bootstrap_for_the_rest(tiny):
@@ -282,12 +283,12 @@ def test_wilson_for_accuracies_and_a_bootstrap_for_the_rest(tiny):
     task = _task(U.Spec(method="wilson", resamples=100))
     items = load_task(str(tiny), "cb", "val")
     preds = _random_preds("cb", items)
-    iv = task.intervals("cb", items, preds, task.resample("cb", items, preds))
+    iv = SGT.intervals("cb", items, preds, SGT.resample("cb", items, preds, task.ctx.uncertainty), task.ctx.uncertainty)
     k = sum(p == it.label for p, it in zip(preds, items))
     assert iv["cb/acc"] == U.wilson(float(k), len(items))
     assert iv["cb/f1"].method == "bootstrap(unit=item,resamples=100,seed=0)"
-    samples = {t: task.resample(t, load_task(str(tiny), t, "val"), _random_preds(t, load_task(str(tiny), t, "val"))) for t in S.SCORED}
-    score = task.score_interval(samples)
+    samples = {t: SGT.resample(t, load_task(str(tiny), t, "val"), _random_preds(t, load_task(str(tiny), t, "val")), task.ctx.uncertainty) for t in S.SCORED}
+    score = SGT.score_interval(samples, task.ctx.uncertainty)
     mean = np.mean([np.mean([samples[t][m] for m in S.PRIMARY[t]], axis=0) for t in S.SCORED], axis=0)
     assert score.low == pytest.approx(np.quantile(mean, 0.025)) and score.high == pytest.approx(np.quantile(mean, 0.975))
 
@@ -299,7 +300,7 @@ def test_weighted_score_with_unit_weights_is_score(tiny):
         items = load_task(str(tiny), t, split)
         preds = _random_preds(t, items, seed=1)
         preds[0] = None  # a missing prediction
-        assert task.weighted_score(t, items, preds, np.ones(len(items))) == pytest.approx(task.score(t, items, preds), abs=1e-12), t
+        assert SGT.weighted_score(t, items, preds, np.ones(len(items))) == pytest.approx(SGT.score(t, items, preds), abs=1e-12), t
 
 
 def test_wsc_spans_repaired_as_wsc_fixed_and_prompts_as_lm_eval():

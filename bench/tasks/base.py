@@ -7,6 +7,7 @@ chooses devices, batch sizes or caching: the runner's ``TaskContext`` owns those
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
@@ -29,10 +30,10 @@ class TaskContext:
 
     seed: int = 0
     limit: Optional[int] = None
-    # (adapter, split, capability) -> numpy array [N, ...]; batched, cached and shown by the runner
-    image_outputs: Callable[..., Any] = None
-    # (adapter, DetectionSplit, image_ids, vocabulary=, novel=) -> per-image dicts of boxes/scores/labels[/masks]
-    detections: Callable[..., Any] = None
+    # outputs(capability, inputs, **args): the job's model's outputs, batched, cached, sharded and
+    # shown by the broker; the inputs' kind is the capability's (bench.capabilities). Tasks never call
+    # an adapter method themselves.
+    outputs: Callable[..., Any] = None
     # bench.metrics.uncertainty.Spec: how rows get stderr and CIs; None when the suite turns them off
     uncertainty: Any = None
 
@@ -45,9 +46,26 @@ class TaskResult:
 
 
 class Task:
+    """A task family. Subclasses declare what the rest of bench needs to know about them:
+
+    type, Config and description; `needs`, every capability it may ask for; `headline`, the
+    metric (a glob) that stands for the family in cross-task rankings and summaries, read from the
+    `headline_datasets` rows when given (OOD: the near and far means); `lower_is_better`, globs of
+    metrics where smaller is better; `cost`, a relative weight for scheduling when no earlier run
+    recorded a wall time; `per_category`, a glob of per-category metrics that tables fold away;
+    `exporter`, an optional (name, "module:function") behind `bench export NAME`.
+    """
+
     type: ClassVar[str]
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     description: ClassVar[str] = ""
+    needs: ClassVar[frozenset] = frozenset()
+    headline: ClassVar[tuple] = ()  # globs, the first the rows have wins
+    headline_datasets: ClassVar[tuple] = ()
+    lower_is_better: ClassVar[tuple] = ()
+    cost: ClassVar[float] = 2.0
+    per_category: ClassVar[str] = ""
+    exporter: ClassVar[Optional[tuple]] = None
 
     @classmethod
     def required_capabilities(cls, cfg: TaskConfig) -> frozenset[str]:
@@ -65,7 +83,32 @@ TASKS: Registry[type[Task]] = Registry("task type")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
+    """Register a family, checking its declarations: a description, a headline, known capabilities."""
+    from bench.capabilities import CAPABILITIES
+
+    problems = [f"needs unknown capability '{c}'" for c in sorted(cls.needs) if c not in CAPABILITIES]
+    if not cls.description or not cls.headline:
+        problems.append("declares no description or headline metric")
+    if problems:
+        raise TypeError(f"task family '{getattr(cls, 'type', cls.__name__)}': " + "; ".join(problems))
     return TASKS.register(cls.type)(cls)
+
+
+def family_of(task_type) -> "type[Task] | None":
+    return TASKS.get(task_type) if isinstance(task_type, str) and task_type in TASKS else None
+
+
+def lower_is_better(metric: str, task_type=None) -> bool:
+    """By the row's family where it is known, else by any registered family's declaration."""
+    fam = family_of(task_type)
+    fams = [fam] if fam else [TASKS.get(n) for n in TASKS.list()]
+    return any(fnmatch.fnmatch(metric, p) for f in fams for p in f.lower_is_better)
+
+
+def is_per_category(metric: str, task_type=None) -> bool:
+    fam = family_of(task_type)
+    fams = [fam] if fam else [TASKS.get(n) for n in TASKS.list()]
+    return any(f.per_category and fnmatch.fnmatch(metric, f.per_category) for f in fams)
 
 
 def list_tasks(pattern: str = "*") -> list[str]:

@@ -96,6 +96,9 @@ class ClassificationTask(Task):
     type = "classification"
     Config = ClassificationConfig
     description = "top-1/top-5 with protocols head | linear_probe | few_shot | knn | zero_shot; resolution sweeps; coarse labels"
+    needs = frozenset({"image_logits", "image_features", "text_features"})
+    headline = ("top1", "top1@*")
+    cost = 2.0
 
     @classmethod
     def required_capabilities(cls, cfg: ClassificationConfig) -> frozenset[str]:
@@ -139,7 +142,7 @@ class ClassificationTask(Task):
         cfg = self.cfg
         meta: dict = {}
         if cfg.protocol == "head":
-            scores = self.ctx.image_outputs(adapter, test, "image_logits")
+            scores = self.ctx.outputs("image_logits", test)
             if cfg.label_map:
                 idx = np.asarray([int(x) for x in read_lines(cfg.label_map)])
                 if len(idx) != len(test.classes) or idx.max() >= scores.shape[1]:
@@ -166,11 +169,11 @@ class ClassificationTask(Task):
             z = cfg.zero_shot
             templates = self._templates()
             prompts = [t.format(name) for name in test.class_names for t in templates]
-            text = adapter.text_features(prompts).cpu().numpy()
-            image = self.ctx.image_outputs(adapter, test, "image_features")
+            text = np.asarray(self.ctx.outputs("text_features", prompts))
+            image = self.ctx.outputs("image_features", test)
             meta = {"templates": len(templates), "templates_sha256": hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16], "weighting": z.weighting}
             if z.weighting == "zpe":
-                ref = self.ctx.image_outputs(adapter, z.reference.load("test", with_labels=False), "image_features")
+                ref = self.ctx.outputs("image_features", z.reference.load("test", with_labels=False))
                 weights, w, s = zpe_weights(image, ref, text, len(test.classes), len(templates), temperature=z.temperature)
                 meta |= {"prompt_weights": [round(float(x), 6) for x in w], "prompt_scores": [round(float(x), 6) for x in s]}
             else:
@@ -182,7 +185,7 @@ class ClassificationTask(Task):
         train = self._split("train")
         if train.classes != test.classes:
             raise DataError(f"train split '{train.name}' and test split '{test.name}' have different classes")
-        return train, self.ctx.image_outputs(adapter, train, "image_features"), self.ctx.image_outputs(adapter, test, "image_features")
+        return train, self.ctx.outputs("image_features", train), self.ctx.outputs("image_features", test)
 
     def _rows(self, scores: np.ndarray, test: ImageSplit) -> tuple[list[dict], pd.DataFrame, dict]:
         top = topk_indices(scores, 5)

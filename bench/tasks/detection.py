@@ -85,6 +85,9 @@ class DetectionTask(Task):
 
     lvis: ClassVar[bool] = False
     cap: ClassVar[int] = M.COCO_MAX_DETS[-1]
+    needs = frozenset({"detections", "predictions"})
+    per_category = "*/AP/*"
+    cost = 6.0
 
     @classmethod
     def required_capabilities(cls, cfg) -> tuple[frozenset, ...]:
@@ -103,12 +106,12 @@ class DetectionTask(Task):
         image_ids = split.image_ids(self.ctx.limit, self.ctx.seed)
         meta: dict = {}
         if "predictions" in adapter.capabilities:
-            source = adapter.predictions_file(cfg.name)
+            source = self.ctx.outputs("predictions", task_name=cfg.name)
             raw = read_json(source, "results JSON")
         else:
             source = f"model '{adapter.args.name}'"
             vocab, novel = self.vocabulary(split)
-            dets = self.ctx.detections(adapter, split, image_ids, vocabulary=vocab, novel=novel)
+            dets = self.ctx.outputs("detections", (split, image_ids), vocabulary=vocab, novel=novel)
             raw = to_results(dets, image_ids, split.cat_ids, "segm" in cfg.iou_types)
             if "segm" in cfg.iou_types and raw and "segmentation" not in raw[0]:
                 raise DataError(f"model '{adapter.args.name}' gives no masks, so it cannot be scored on segm")
@@ -165,6 +168,7 @@ class CocoDetectionTask(DetectionTask):
     type = "detection"
     Config = DetectionConfig
     description = "COCO box/mask AP (pycocotools' 12 stats + per-category AP) from a detector or a results JSON"
+    headline = ("bbox/AP", "segm/AP")
 
 
 @register_task
@@ -172,6 +176,7 @@ class LvisTask(DetectionTask):
     type = "lvis"
     Config = LvisConfig
     description = "LVIS v1 AP, APr/APc/APf, AR@300 (federated: neg/not-exhaustive lists, 300 dets per image)"
+    headline = ("bbox/AP", "segm/AP")
     lvis = True
     cap = M.LVIS_MAX_DETS
 
@@ -188,6 +193,7 @@ class OvdCocoTask(DetectionTask):
     type = "ovd_coco"
     Config = OvdConfig
     description = "COCO open-vocabulary detection: AP50 on novel, base and all (OVR-CNN/ViLD 48/17 split)"
+    headline = ("bbox/AP50_novel",)
 
     def split_ids(self, split: DetectionSplit) -> tuple[list[int], list[int]]:
         cfg = self.cfg

@@ -66,7 +66,7 @@ def _frames(spec, clip_uid: str) -> list[str]:
 
 def _submission(task: Task, adapter, reader, what: str, data, meta: dict) -> list:
     """A predictions model's submission file, checked by `reader`; its counts and warnings go to meta."""
-    path = adapter.predictions_file(task.cfg.name)
+    path = task.ctx.outputs("predictions", task_name=task.cfg.name)
     checked = reader(read_json(path, f"{what} submission"), path, data)
     meta["counts"] = checked.counts
     if checked.warnings:
@@ -79,6 +79,10 @@ class NlqTask(Task):
     type = "ego4d_nlq"
     Config = NlqConfig
     description = "Ego4D NLQ: R1/R3/R5 @ IoU 0.3/0.5 and mIoU as evaluate_ego4d_nlq.py, plus coverage"
+    needs = frozenset({"predictions", "nlq_from_features", "nlq_from_frames"})
+    headline = ("nlq/R1@0.5",)
+    cost = 3.0
+    exporter = ("ego4d", "bench.export:export_ego4d")
 
     @classmethod
     def required_capabilities(cls, cfg):
@@ -99,9 +103,9 @@ class NlqTask(Task):
             if "nlq_from_features" in adapter.capabilities:
                 if q.clip_uid not in cache:
                     cache = {q.clip_uid: clip_features(spec.features, q.clip_uid, f"task '{self.cfg.name}'")}
-                wins = adapter.nlq_windows(cache[q.clip_uid], spec.feature_fps, q.text, q.duration)
+                (wins,) = self.ctx.outputs("nlq_from_features", [(cache[q.clip_uid], spec.feature_fps, q.text, q.duration)])
             else:
-                wins = adapter.nlq_windows_from_frames(_frames(spec, q.clip_uid), spec.frame_fps, q.text, q.duration)
+                (wins,) = self.ctx.outputs("nlq_from_frames", [(_frames(spec, q.clip_uid), spec.frame_fps, q.text, q.duration)])
             outside += check_windows(wins, q.duration, f"{q.clip_uid}/{q.annotation_uid}/{q.query_idx}", f"model '{adapter.args.name}'")
             out.append({"clip_uid": q.clip_uid, "annotation_uid": q.annotation_uid, "query_idx": q.query_idx, "predicted_times": wins})
         return out, {"windows_outside_clip": outside}
@@ -152,6 +156,10 @@ class MqTask(Task):
     type = "ego4d_mq"
     Config = MqConfig
     description = "Ego4D Moment Queries: mAP@0.1..0.5 and mAP (ActivityNet), R{1..5}x@{0.3,0.5,0.7} (official retrieval)"
+    needs = frozenset({"predictions", "mq_from_features"})
+    headline = ("mq/mAP",)
+    cost = 3.0
+    exporter = ("ego4d", "bench.export:export_ego4d")
 
     @classmethod
     def required_capabilities(cls, cfg):
@@ -167,7 +175,8 @@ class MqTask(Task):
         for uid in clips:
             feats = clip_features(spec.features, uid, f"task '{self.cfg.name}'")
             dur = data.clips[uid] if data.clips[uid] != float("inf") else feats.shape[0] / spec.feature_fps
-            out += [{"clip": uid, **m} for m in adapter.mq_moments(feats, spec.feature_fps, dur, data.vocabulary)]
+            (moments,) = self.ctx.outputs("mq_from_features", [(feats, spec.feature_fps, dur, data.vocabulary)])
+            out += [{"clip": uid, **m} for m in moments]
         return out
 
     def evaluate(self, adapter) -> TaskResult:
@@ -208,6 +217,9 @@ class StaTask(Task):
     type = "ego4d_sta"
     Config = StaConfig
     description = "Ego4D short-term anticipation: top-5 mAP for Box+Noun, +Verb, +TTC, +Verb+TTC (sta_metrics)"
+    needs = frozenset({"predictions"})
+    headline = ("sta/mAP_box_noun_verb_ttc",)
+    cost = 1.0
 
     @classmethod
     def required_capabilities(cls, cfg):
@@ -215,7 +227,7 @@ class StaTask(Task):
 
     def evaluate(self, adapter) -> TaskResult:
         anns = self.cfg.dataset.load()
-        path = adapter.predictions_file(self.cfg.name)
+        path = self.ctx.outputs("predictions", task_name=self.cfg.name)
         frames = read_sta_submission(read_json(path, "STA submission"), path, anns)
         m = E.sta_map(frames)
         rows = [{"metric": f"sta/{k}", "value": v, "dataset": Path(self.cfg.dataset.annotations).stem, "split": "val", "n": len(anns)} for k, v in m.items()]

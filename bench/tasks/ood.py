@@ -170,6 +170,11 @@ class OODTask(Task):
     type = "ood"
     Config = OODConfig
     description = "OOD detection (OpenOOD v1.5 metrics): AUROC, FPR95, AUPR_IN/OUT per set and near/far means"
+    needs = frozenset({"image_logits", "image_features", "linear_head", "odin_scores", "input_gradients", "text_features"})
+    headline = ("AUROC",)
+    headline_datasets = ("near", "far")
+    lower_is_better = ("FPR95", "*/FPR95", "*FPR@*")
+    cost = 8.0
 
     @classmethod
     def required_capabilities(cls, cfg: OODConfig) -> frozenset[str]:
@@ -185,15 +190,15 @@ class OODTask(Task):
     def _outputs(self, adapter, split: ImageSplit, need) -> Outputs:
         out = Outputs(labels=split.labels)
         if "image_logits" in need:
-            out.logits = self.ctx.image_outputs(adapter, split, "image_logits")
+            out.logits = self.ctx.outputs("image_logits", split)
         if "image_features" in need:
-            out.features = self.ctx.image_outputs(adapter, split, "image_features")
+            out.features = self.ctx.outputs("image_features", split)
         return out
 
     def _mcm_logits(self, adapter, features: np.ndarray, classes: ImageSplit) -> np.ndarray:
         if self._text is None:
             prompts = [t.format(n) for n in classes.class_names for t in self.cfg.templates]
-            text = adapter.text_features(prompts).cpu().numpy()
+            text = np.asarray(self.ctx.outputs("text_features", prompts))
             self._text = zero_shot_weights(text, len(classes.classes), len(self.cfg.templates))
         return l2_normalize(features.astype(np.float64)) @ self._text.T  # raw cosine similarities
 
@@ -201,7 +206,7 @@ class OODTask(Task):
         """Fit once on ID train; return split, outputs -> scores (higher = more ID)."""
         if spec.name in MODEL_METHODS:
             args = {**MODEL_METHODS[spec.name], **hp}
-            return lambda split, x: self.ctx.image_outputs(adapter, split, "odin_scores", **args).astype(np.float64)
+            return lambda split, x: self.ctx.outputs("odin_scores", split, **args).astype(np.float64)
         pp = create_postprocessor(spec.name, **hp).fit(train, head)
         if spec.name == "mcm":
             return lambda split, x: pp.score(Outputs(logits=self._mcm_logits(adapter, x.features, id_test)))
@@ -218,7 +223,7 @@ class OODTask(Task):
         if fit_needs & {"features", "labels"}:
             tr = self._split(cfg.dataset, "train")
             train = self._outputs(adapter, tr, need & {"image_features"})  # fits use features only
-        head = Head(*adapter.linear_head()) if "linear_head" in need else None
+        head = Head(*self.ctx.outputs("linear_head")) if "linear_head" in need else None
         sets = [("near", s) for s in cfg.near] + [("far", s) for s in cfg.far]
         ood_splits = {s.name: self._split(s.dataset, "test", with_labels=False) for _, s in sets}
         for name, sp in ood_splits.items():

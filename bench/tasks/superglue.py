@@ -120,6 +120,10 @@ class SuperGlueTask(Task):
     type = "superglue"
     Config = SuperGlueConfig
     description = "SuperGLUE (8 tasks + AX-b/AX-g) with official metrics and superglue/score; predictions | classifier | loglik | probe"
+    needs = frozenset({"predictions", "text_pair_logits", "text_choice_logprobs", "text_features"})
+    headline = ("superglue/score",)
+    cost = 5.0
+    exporter = ("superglue", "bench.export:export_superglue")
 
     @classmethod
     def required_capabilities(cls, cfg: SuperGlueConfig):
@@ -152,21 +156,21 @@ class SuperGlueTask(Task):
                 preds, missing = self.predict(t, items, split)
                 if missing:
                     meta["missing"][f"{t}/{split}"] = missing
-                frames.append(self._frame(t, split, items, preds))
+                frames.append(predictions_frame(t, split, items, preds))
                 labelled = split != "test" or t in DIAGNOSTICS
                 if labelled and split == cfg.split:
-                    m = self.score(t, items, preds)
+                    m = score(t, items, preds)
                     per_task[t], counts[t] = m, len(items)
                     task_rows = [{"metric": f"{t}/{k}", "value": v, "dataset": "superglue", "split": split, "n": len(items)} for k, v in m.items()]
                     if self.ctx.uncertainty:
-                        samples[t] = self.resample(t, items, preds)
-                        fill(task_rows, self.intervals(t, items, preds, samples[t]))
+                        samples[t] = resample(t, items, preds, self.ctx.uncertainty)
+                        fill(task_rows, intervals(t, items, preds, samples[t], self.ctx.uncertainty))
                     rows += task_rows
         if all(t in per_task for t in S.SCORED):
             n = sum(counts[t] for t in S.SCORED)
             rows.append({"metric": "superglue/score", "value": S.superglue_score(per_task), "dataset": "superglue", "split": cfg.split, "n": n})
             if all(t in samples for t in S.SCORED):
-                fill(rows, {"superglue/score": self.score_interval(samples)})
+                fill(rows, {"superglue/score": score_interval(samples, self.ctx.uncertainty)})
         if meta["missing"]:
             total = sum(meta["missing"].values())
             meta["warnings"] = [f"{total} predictions missing and counted wrong: " + ", ".join(f"{k} {v}" for k, v in meta["missing"].items())]
@@ -180,12 +184,12 @@ class SuperGlueTask(Task):
     # ---------------------------------------------------------------- predict: one label index per item (None = missing)
     def predict(self, t: str, items: list, split: str) -> tuple[list, int]:
         if self.proto == "predictions":
-            return self._from_file(t, items, split)
+            return read_predictions_file(Path(self.ctx.outputs("predictions", task_name=self.cfg.name)), t, items, split)
         if isinstance(items[0], Choice):
             scores = self._choice_scores(t, items)
             return [int(np.argmax(s)) if len(s) else None for s in scores], 0
         if self.proto == "classifier":
-            logits, names = self.adapter.pair_logits("rte" if t in DIAGNOSTICS else t, [i.a for i in items], [i.b for i in items])
+            logits, names = self.ctx.outputs("text_pair_logits", [(i.a, i.b) for i in items], task="rte" if t in DIAGNOSTICS else t)
             return list(self._align(t, logits, names).argmax(1)), 0
         if self.proto == "loglik":
             template, choices = self._prompt(t)
@@ -233,7 +237,7 @@ class SuperGlueTask(Task):
         prefix = self._fewshot_prefix(t, fmt)
         ctx = [prefix + fmt(i, with_answer=False) for i in items for _ in choices]
         cont = [c for _ in items for c in choices]
-        return self.adapter.choice_logprobs(ctx, cont).reshape(len(items), len(choices))
+        return np.asarray(self.ctx.outputs("text_choice_logprobs", list(zip(ctx, cont)))).reshape(len(items), len(choices))
 
     def _choice_scores(self, t: str, items: list[Choice]) -> list[np.ndarray]:
         flat_ctx, flat_cand, sizes = [], [], []
@@ -248,9 +252,9 @@ class SuperGlueTask(Task):
                     flat_cand.append("- " + f)
             sizes.append(len(it.candidates))
         if self.proto == "loglik":
-            s = self.adapter.choice_logprobs(flat_ctx, flat_cand)
+            s = np.asarray(self.ctx.outputs("text_choice_logprobs", list(zip(flat_ctx, flat_cand))))
         elif self.proto == "classifier":
-            logits, _ = self.adapter.pair_logits(t, [c for c in flat_ctx], [c for c in flat_cand])
+            logits, _ = self.ctx.outputs("text_pair_logits", list(zip(flat_ctx, flat_cand)), task=t)
             s = logits[:, -1] - logits[:, 0]  # a 2-way "is this the right candidate" head
         else:
             clf = self._probe(t)
@@ -264,7 +268,7 @@ class SuperGlueTask(Task):
     # ---------------------------------------------------------------- probe
     def _embed(self, texts: list[str]) -> np.ndarray:
         uniq = list(dict.fromkeys(texts))  # passages repeat across MultiRC answers and ReCoRD candidates
-        emb = self.adapter.text_features(uniq).cpu().numpy().astype(np.float64)
+        emb = np.asarray(self.ctx.outputs("text_features", uniq), dtype=np.float64)
         pos = {t: i for i, t in enumerate(uniq)}
         return emb[[pos[t] for t in texts]]
 
@@ -299,125 +303,126 @@ class SuperGlueTask(Task):
         self._probes[t] = clf
         return clf
 
-    # ---------------------------------------------------------------- predictions files
-    def _from_file(self, t: str, items: list, split: str) -> tuple[list, int]:
-        folder = Path(self.adapter.predictions_file(self.cfg.name))
-        name = TASKS[t][0]
-        path = next((p for p in (folder / f"{name}_{split}.jsonl", folder / f"{name}.jsonl") if p.exists()), None)
-        if path is None:
-            return [None] * len(items), len(items)
-        got: dict = {}
-        for n, rec in read_jsonl(path):
-            if t == "multirc":
-                for q in rec.get("passage", {}).get("questions", []):
-                    for a in q.get("answers", []):
-                        got[(rec["idx"], q["idx"], a["idx"])] = a.get("label")
-            else:
-                if "label" not in rec:
-                    raise DataError(f"{path}: line {n}: no 'label'")
-                if rec["idx"] in got:
-                    raise DataError(f"{path}: line {n}: idx {rec['idx']} predicted twice")
-                got[rec["idx"]] = rec["label"]
-        preds, missing = [], 0
-        for it in items:
-            key = tuple(it.key) if isinstance(it.key, (list, tuple)) else it.key
-            if key not in got:
-                preds.append(None)
-                missing += 1
-                continue
-            v = got[key]
-            if t == "record":
-                preds.append(v)  # the answer text itself
-                continue
-            labels = TASKS[t][1]
-            canon = {str(x).lower(): k for k, x in enumerate(labels)}
-            k = canon.get(str(v).lower())
-            if k is None:
-                raise DataError(f"{path}: idx {it.key}: label {v!r} is not one of {labels}")
-            preds.append(k)
-        return preds, missing
 
-    # ---------------------------------------------------------------- score
-    def score(self, t: str, items: list, preds: list) -> dict[str, float]:
-        if t == "record":
-            return S.record_scores(_record_texts(items, preds), [it.answers for it in items])
-        pred, gold = _pred_gold(items, preds)
-        if t == "cb":
-            return {"acc": S.accuracy(pred, gold), "f1": S.cb_macro_f1(pred, gold)}
+def read_predictions_file(folder: Path, t: str, items: list, split: str) -> tuple[list, int]:
+    """Predictions for items from a submission-format folder: label indices (None = missing), and how many are missing."""
+    name = TASKS[t][0]
+    path = next((p for p in (folder / f"{name}_{split}.jsonl", folder / f"{name}.jsonl") if p.exists()), None)
+    if path is None:
+        return [None] * len(items), len(items)
+    got: dict = {}
+    for n, rec in read_jsonl(path):
         if t == "multirc":
-            return S.multirc_scores([it.group for it in items], pred, gold)
-        if t == "axb":
-            return {"mcc": S.matthews(pred, gold)}
-        if t == "axg":
-            return {"acc": S.accuracy(pred, gold), "parity": S.gender_parity([it.group for it in items], pred)}
-        return {"acc": S.accuracy(pred, gold)}
-
-    def weighted_score(self, t: str, items: list, preds: list, w: np.ndarray) -> dict:
-        """score() with item i counted w[..., i] times; a (resamples, n) w gives one value per resample."""
+            for q in rec.get("passage", {}).get("questions", []):
+                for a in q.get("answers", []):
+                    got[(rec["idx"], q["idx"], a["idx"])] = a.get("label")
+        else:
+            if "label" not in rec:
+                raise DataError(f"{path}: line {n}: no 'label'")
+            if rec["idx"] in got:
+                raise DataError(f"{path}: line {n}: idx {rec['idx']} predicted twice")
+            got[rec["idx"]] = rec["label"]
+    preds, missing = [], 0
+    for it in items:
+        key = tuple(it.key) if isinstance(it.key, (list, tuple)) else it.key
+        if key not in got:
+            preds.append(None)
+            missing += 1
+            continue
+        v = got[key]
         if t == "record":
-            return S.weighted_record_scores(_record_texts(items, preds), [it.answers for it in items], w)
+            preds.append(v)  # the answer text itself
+            continue
+        labels = TASKS[t][1]
+        canon = {str(x).lower(): k for k, x in enumerate(labels)}
+        k = canon.get(str(v).lower())
+        if k is None:
+            raise DataError(f"{path}: idx {it.key}: label {v!r} is not one of {labels}")
+        preds.append(k)
+    return preds, missing
+
+
+def predictions_frame(t: str, split: str, items: list, preds: list) -> pd.DataFrame:
+    """Per decision: the task, split, item key, prediction and gold, in the leaderboard's label values."""
+    def value(it, p):
+        if p is None:
+            return None
+        if t == "record":
+            return p if isinstance(p, str) else it.candidates[p]
+        return _label_value(t, int(p))
+
+    return pd.DataFrame(
+        {
+            "task": t,
+            "split": split,
+            "key": [json.dumps(it.key) for it in items],
+            "prediction": [json.dumps(value(it, p)) for it, p in zip(items, preds)],
+            "gold": [json.dumps(_label_value(t, it.label)) if getattr(it, "label", None) is not None else None for it in items],
+        }
+    )
+
+
+# ---------------------------------------------------------------- score (pure: items and predictions in, numbers out)
+def score(t: str, items: list, preds: list) -> dict[str, float]:
+    if t == "record":
+        return S.record_scores(_record_texts(items, preds), [it.answers for it in items])
+    pred, gold = _pred_gold(items, preds)
+    if t == "cb":
+        return {"acc": S.accuracy(pred, gold), "f1": S.cb_macro_f1(pred, gold)}
+    if t == "multirc":
+        return S.multirc_scores([it.group for it in items], pred, gold)
+    if t == "axb":
+        return {"mcc": S.matthews(pred, gold)}
+    if t == "axg":
+        return {"acc": S.accuracy(pred, gold), "parity": S.gender_parity([it.group for it in items], pred)}
+    return {"acc": S.accuracy(pred, gold)}
+
+def weighted_score(t: str, items: list, preds: list, w: np.ndarray) -> dict:
+    """score() with item i counted w[..., i] times; a (resamples, n) w gives one value per resample."""
+    if t == "record":
+        return S.weighted_record_scores(_record_texts(items, preds), [it.answers for it in items], w)
+    pred, gold = _pred_gold(items, preds)
+    if t == "cb":
+        return {"acc": S.weighted_accuracy(pred, gold, w), "f1": S.weighted_cb_macro_f1(pred, gold, w)}
+    if t == "multirc":
+        return S.weighted_multirc_scores([it.group for it in items], pred, gold, w)
+    if t == "axb":
+        return {"mcc": S.weighted_matthews(pred, gold, w)}
+    if t == "axg":
+        return {"acc": S.weighted_accuracy(pred, gold, w), "parity": S.weighted_gender_parity([it.group for it in items], pred, w)}
+    return {"acc": S.weighted_accuracy(pred, gold, w)}
+
+# ---------------------------------------------------------------- uncertainty
+def resample(t: str, items: list, preds: list, spec) -> dict[str, np.ndarray]:
+    """Each metric on every bootstrap resample of the task's units (items; MultiRC questions, AX-g pairs).
+
+    Each task draws from its own stream of the suite's seed: the tasks are independent datasets,
+    and a task's interval does not depend on which other tasks ran.
+    """
+    unit = _units(t, items)
+    n_units = int(unit.max()) + 1
+    rng = np.random.default_rng([spec.seed, list(TASKS).index(t)])
+    chunk = max(1, min(spec.resamples, CHUNK_CELLS // max(len(items), 1)))
+    parts: dict[str, list] = {}
+    for start in range(0, spec.resamples, chunk):
+        w = draw_counts(n_units, min(chunk, spec.resamples - start), rng)[:, unit]  # a unit's count goes to all its items
+        for k, v in weighted_score(t, items, preds, w).items():
+            parts.setdefault(k, []).append(np.asarray(v, np.float64))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+def intervals(t: str, items: list, preds: list, samples: dict[str, np.ndarray], spec) -> dict:
+    """Row intervals ("<task>/<metric>"): percentile bootstrap, or Wilson for accuracies when asked."""
+    out = {f"{t}/{k}": summarize(v, spec.level, _method(spec, UNITS.get(t, "item"))) for k, v in samples.items()}
+    if spec.method == "wilson" and "acc" in samples:
         pred, gold = _pred_gold(items, preds)
-        if t == "cb":
-            return {"acc": S.weighted_accuracy(pred, gold, w), "f1": S.weighted_cb_macro_f1(pred, gold, w)}
-        if t == "multirc":
-            return S.weighted_multirc_scores([it.group for it in items], pred, gold, w)
-        if t == "axb":
-            return {"mcc": S.weighted_matthews(pred, gold, w)}
-        if t == "axg":
-            return {"acc": S.weighted_accuracy(pred, gold, w), "parity": S.weighted_gender_parity([it.group for it in items], pred, w)}
-        return {"acc": S.weighted_accuracy(pred, gold, w)}
+        out[f"{t}/acc"] = wilson(float(np.sum(pred == gold)), len(items), spec.level)
+    return out
 
-    # ---------------------------------------------------------------- uncertainty
-    def resample(self, t: str, items: list, preds: list) -> dict[str, np.ndarray]:
-        """Each metric on every bootstrap resample of the task's units (items; MultiRC questions, AX-g pairs).
+def score_interval(samples: dict[str, dict], spec):
+    """superglue/score per resample: the 8 tasks' b-th resamples averaged as the leaderboard averages."""
+    per_resample = np.mean([np.mean([samples[t][m] for m in S.PRIMARY[t]], axis=0) for t in S.SCORED], axis=0)
+    return summarize(per_resample, spec.level, _method(spec, "each task's own: item; MultiRC question; ReCoRD query"))
 
-        Each task draws from its own stream of the suite's seed: the tasks are independent datasets,
-        and a task's interval does not depend on which other tasks ran.
-        """
-        spec = self.ctx.uncertainty
-        unit = _units(t, items)
-        n_units = int(unit.max()) + 1
-        rng = np.random.default_rng([spec.seed, list(TASKS).index(t)])
-        chunk = max(1, min(spec.resamples, CHUNK_CELLS // max(len(items), 1)))
-        parts: dict[str, list] = {}
-        for start in range(0, spec.resamples, chunk):
-            w = draw_counts(n_units, min(chunk, spec.resamples - start), rng)[:, unit]  # a unit's count goes to all its items
-            for k, v in self.weighted_score(t, items, preds, w).items():
-                parts.setdefault(k, []).append(np.asarray(v, np.float64))
-        return {k: np.concatenate(v) for k, v in parts.items()}
-
-    def intervals(self, t: str, items: list, preds: list, samples: dict[str, np.ndarray]) -> dict:
-        """Row intervals ("<task>/<metric>"): percentile bootstrap, or Wilson for accuracies when asked."""
-        spec = self.ctx.uncertainty
-        out = {f"{t}/{k}": summarize(v, spec.level, _method(spec, UNITS.get(t, "item"))) for k, v in samples.items()}
-        if spec.method == "wilson" and "acc" in samples:
-            pred, gold = _pred_gold(items, preds)
-            out[f"{t}/acc"] = wilson(float(np.sum(pred == gold)), len(items), spec.level)
-        return out
-
-    def score_interval(self, samples: dict[str, dict]):
-        """superglue/score per resample: the 8 tasks' b-th resamples averaged as the leaderboard averages."""
-        spec = self.ctx.uncertainty
-        per_resample = np.mean([np.mean([samples[t][m] for m in S.PRIMARY[t]], axis=0) for t in S.SCORED], axis=0)
-        return summarize(per_resample, spec.level, _method(spec, "each task's own: item; MultiRC question; ReCoRD query"))
-
-    def _frame(self, t: str, split: str, items: list, preds: list) -> pd.DataFrame:
-        def value(it, p):
-            if p is None:
-                return None
-            if t == "record":
-                return p if isinstance(p, str) else it.candidates[p]
-            return _label_value(t, int(p))
-
-        return pd.DataFrame(
-            {
-                "task": t,
-                "split": split,
-                "key": [json.dumps(it.key) for it in items],
-                "prediction": [json.dumps(value(it, p)) for it, p in zip(items, preds)],
-                "gold": [json.dumps(_label_value(t, it.label)) if getattr(it, "label", None) is not None else None for it in items],
-            }
-        )
 
 
 def _pred_gold(items: list, preds: list) -> tuple[np.ndarray, np.ndarray]:
