@@ -167,3 +167,18 @@ def executor_in_worker(boot: dict, console=None) -> tuple[dict, Executor]:
     jobs = {h: replace(by_key[tuple(key)], job_hash=h) for h, key in boot["jobs"].items() if tuple(key) in by_key}
     run_dir = Path(boot["out"]) / suite.name / boot["run_id"]
     return jobs, Executor(suite, run_dir, OutputCache(enabled=boot["cache"]), console)
+
+
+def task_context(adapter, seed: int = 0, limit=None, uncertainty=None, batch_size="auto"):
+    """A TaskContext for running one task on one adapter outside a suite (tests, notebooks)."""
+    from types import SimpleNamespace
+
+    from bench.suite import Defaults
+
+    settings = Defaults(seed=seed, limit=limit, batch_size=batch_size, num_workers=0)
+    job = SimpleNamespace(model=adapter.args, settings=settings, key=f"{adapter.args.name} × (direct)")
+    st = JobState(job)
+    broker = Broker(OutputCache(enabled=False))
+    from bench.tasks import TaskContext
+
+    return TaskContext(seed=seed, limit=limit, outputs=lambda cap, inputs=None, **k: broker.outputs(st, adapter, cap, inputs, **k), uncertainty=uncertainty)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bench.data.superglue import TASKS  # noqa: E402
-from bench.tasks.base import TaskContext  # noqa: E402
+from bench.executor import task_context  # noqa: E402
 from bench.tasks.superglue import SuperGlueConfig, SuperGlueTask  # noqa: E402
 
 PEER_TASKS = ["boolq", "cb", "copa", "multirc", "rte", "wic", "wsc"]  # lm-eval's super_glue folders of the same names
@@ -277,7 +277,7 @@ def run_bench(root: Path, lm_dir: Path, tasks: list[str]):
 
     adapter.choice_logprobs = spy
     cfg = SuperGlueConfig(name="sg", type="superglue", dataset={"format": "superglue", "root": str(root / "superglue")}, tasks=tasks, protocol="loglik")
-    result = SuperGlueTask(cfg, TaskContext(seed=0)).evaluate(adapter)
+    result = SuperGlueTask(cfg, task_context(adapter, seed=0, batch_size=100_000)).evaluate(adapter)
     assert len(calls) == len(tasks)  # one scoring call per task, in task order
     return adapter, result, dict(zip(tasks, calls))
 
