@@ -338,43 +338,30 @@ def check(
     out.print(f"[green]PASS[/]: {len(verdicts)} baseline metrics ({tally})")
 
 
-export_app = typer.Typer(help="Write challenge and leaderboard submission files from a run's predictions.", no_args_is_help=True)
-app.add_typer(export_app, name="export")
-
-
-@export_app.command("superglue")
-def export_superglue(
+@app.command("export")
+def export(
+    name: str = typer.Argument(..., help="An exporter a task family declares: superglue, ego4d, or a plugin's (see `bench list tasks`)."),
     results: Path = typer.Argument(..., help="A run folder (results/<suite>/<run-id>) or a suite's results folder."),
-    out_dir: Path = typer.Option(Path("submissions/superglue"), "--out", "-o", help="Where the jsonl files and the zip go."),
-    model: Optional[str] = typer.Option(None, help="Only this model (default: every model with a superglue job)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the files go (default submissions/NAME)."),
+    model: Optional[str] = typer.Option(None, help="Only this model (default: every model with a job of those families)."),
 ):
-    """SuperGLUE test-split files (BoolQ.jsonl … AX-g.jsonl, idx + label as the leaderboard expects), zipped per model."""
-    from bench.export import export_superglue as export
+    """Challenge and leaderboard submission files from a run's test-split predictions.
+
+    superglue: BoolQ.jsonl … AX-g.jsonl (idx + label as the leaderboard expects), zipped per model.
+    ego4d: NLQ and MQ test-split submission JSON in the challenge layouts, one per model and task.
+    """
+    from bench.export import exporters, run_exporter
 
     try:
-        written = export(results, out_dir, model)
+        _run_plugins([results])
+        table = exporters()
+        if name not in table:
+            raise BenchError(f"no task family declares an exporter '{name}' (known: {', '.join(sorted(table)) or 'none'})")
+        written = run_exporter(name, results, out_dir or Path("submissions") / name, model)
     except BenchError as e:
         _fail(e, 1)
-    for z, missing in written:
-        note = f" [yellow]({missing} test items have no prediction)[/]" if missing else ""
-        out.print(f"wrote {z}{note}")
-
-
-@export_app.command("ego4d")
-def export_ego4d(
-    results: Path = typer.Argument(..., help="A run folder (results/<suite>/<run-id>) or a suite's results folder."),
-    out_dir: Path = typer.Option(Path("submissions/ego4d"), "--out", "-o", help="Where the submission JSON files go."),
-    model: Optional[str] = typer.Option(None, help="Only this model (default: every model with an Ego4D job)."),
-):
-    """Ego4D NLQ and MQ test-split submission files in the challenge layouts, one per model and task."""
-    from bench.export import export_ego4d as export
-
-    try:
-        written = export(results, out_dir, model)
-    except BenchError as e:
-        _fail(e, 1)
-    for path, n in written:
-        out.print(f"wrote {path} ({n} predictions)")
+    for path, note in written:
+        out.print(f"wrote {path}" + (f" [yellow]({note})[/]" if note else ""))
 
 
 cache_app = typer.Typer(

@@ -19,6 +19,33 @@ import pandas as pd
 
 from bench.errors import BenchError
 
+# An exporter is `fn(results, out, model, types) -> [(path written, note)]`, declared by the families
+# it serves as `exporter = (name, "module:function")`; `types` are those families' task types.
+
+
+def exporters() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """name → ("module:function", the task types declaring it), from the registered families."""
+    from bench.tasks import TASKS
+
+    table: dict = {}
+    for t in TASKS.list():
+        fam = TASKS.get(t)
+        if fam.exporter:
+            name, target = fam.exporter
+            prev = table.get(name, (target, ()))
+            if prev[0] != target:
+                raise BenchError(f"exporter '{name}' is declared as both {prev[0]} and {target}")
+            table[name] = (target, prev[1] + (t,))
+    return table
+
+
+def run_exporter(name: str, results: Path, out: Path, model: Optional[str] = None) -> list[tuple[Path, str]]:
+    import importlib
+
+    target, types = exporters()[name]
+    module, _, fn = target.partition(":")
+    return getattr(importlib.import_module(module), fn)(Path(results), Path(out), model, types)
+
 
 def _jobs(results: Path, want: tuple[str, ...]) -> dict[str, tuple[str, str, str, Path]]:
     """job_hash → (model, task, type, newest predictions file) for ok jobs of these task types under a run or suite folder."""
@@ -41,17 +68,17 @@ def _line(task: str, key, label) -> dict:
     return {"idx": key, "label": label}
 
 
-def export_superglue(results: Path, out: Path, model: Optional[str] = None) -> list[tuple[Path, int]]:
-    """Write OUT/<model>/<Task>.jsonl and OUT/<model>-superglue.zip; returns (zip, missing predictions)."""
+def export_superglue(results: Path, out: Path, model: Optional[str] = None, types=("superglue",)) -> list[tuple[Path, str]]:
+    """Write OUT/<model>/<Task>.jsonl and OUT/<model>-superglue.zip; notes how many test items lack a prediction."""
     from bench.data.superglue import TASKS
 
-    jobs = _jobs(Path(results), ("superglue",))
+    jobs = _jobs(Path(results), tuple(types))
     by_model: dict = {}
     for model_name, _, _, p in jobs.values():
         if model is None or model_name == model:
             by_model[model_name] = p
     if not by_model:
-        raise BenchError(f"{results}: no finished superglue job" + (f" for model '{model}'" if model else ""))
+        raise BenchError(f"{results}: no finished {'/'.join(types)} job" + (f" for model '{model}'" if model else ""))
     written = []
     for model_name, p in sorted(by_model.items()):
         preds = pd.read_parquet(p)
@@ -84,17 +111,17 @@ def export_superglue(results: Path, out: Path, model: Optional[str] = None) -> l
         with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
             for f in files:
                 z.write(f, f.name)
-        written.append((zpath, missing))
+        written.append((zpath, f"{missing} test items have no prediction" if missing else ""))
     return written
 
 
-def export_ego4d(results: Path, out: Path, model: Optional[str] = None) -> list[tuple[Path, int]]:
+def export_ego4d(results: Path, out: Path, model: Optional[str] = None, types=("ego4d_nlq", "ego4d_mq")) -> list[tuple[Path, str]]:
     """Write OUT/<model>/<task>_test_submission.json for every Ego4D NLQ/MQ job with test predictions."""
     from bench.data.ego4d import MQ_CHALLENGE, NLQ_CHALLENGE, VERSION
 
-    jobs = [j for j in _jobs(Path(results), ("ego4d_nlq", "ego4d_mq")).values() if model is None or j[0] == model]
+    jobs = [j for j in _jobs(Path(results), tuple(types)).values() if model is None or j[0] == model]
     if not jobs:
-        raise BenchError(f"{results}: no finished ego4d_nlq/ego4d_mq job" + (f" for model '{model}'" if model else ""))
+        raise BenchError(f"{results}: no finished {'/'.join(types)} job" + (f" for model '{model}'" if model else ""))
     written = []
     for model_name, task, ttype, p in sorted(jobs):
         preds = pd.read_parquet(p)
@@ -116,5 +143,5 @@ def export_ego4d(results: Path, out: Path, model: Optional[str] = None) -> list[
             doc = {"version": VERSION, "challenge": MQ_CHALLENGE, "results": dict(by_clip), "external_data": {}}
         path = folder / f"{task}_test_submission.json"
         path.write_text(json.dumps(doc))
-        written.append((path, len(test)))
+        written.append((path, f"{len(test)} predictions"))
     return written

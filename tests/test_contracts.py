@@ -49,6 +49,11 @@ def test_family_declares_what_the_rest_of_bench_reads(name):
         options = need if isinstance(need, tuple) else (need,)
         for o in options:
             assert set(o) <= fam.needs, (cfg.name, sorted(set(o) - fam.needs))
+    if fam.exporter:  # `bench export NAME` must resolve to a function
+        import importlib
+
+        module, _, fn = fam.exporter[1].partition(":")
+        assert callable(getattr(importlib.import_module(module), fn, None)), fam.exporter
 
 
 @pytest.mark.parametrize("name", ADAPTERS.list())

@@ -1,5 +1,6 @@
 """A task family and an adapter from a module outside the package, through a suite's `plugins:`."""
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -31,6 +32,12 @@ def test_out_of_package_family_and_adapter_run_list_compare_and_rank(tmp_path):
     assert r.exit_code == 0 and "word/acc" in r.output and "good" in r.output, r.output
     r = CliRunner().invoke(app, ["compare", str(tmp_path / "res" / "words"), "--rank", "--format", "markdown"])
     assert r.exit_code == 0 and "quiz" in r.output and "| good |" in r.output, r.output
+    # its declared exporter is `bench export words`, found through the plugins run.json records
+    r = CliRunner().invoke(app, ["export", "words", str(tmp_path / "res" / "words"), "-o", str(tmp_path / "sub")])
+    assert r.exit_code == 0 and "poor.json (3 answers)" in r.output.replace("\n", ""), r.output
+    assert json.loads((tmp_path / "sub" / "poor.json").read_text()) == {"capital of France": "Paris", "colour of the sky": "", "2 + 2": ""}
+    r = CliRunner().invoke(app, ["export", "nope", str(tmp_path / "res" / "words")])
+    assert r.exit_code == 1 and "no task family declares an exporter 'nope'" in r.output and "words" in r.output, r.output
 
 
 def test_a_plugin_that_cannot_be_imported_is_one_line(tmp_path):

@@ -7,6 +7,9 @@ contract asks: capabilities, a headline metric, a cost.
 
 from typing import Literal
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -32,6 +35,7 @@ class WordTask(Task):
     needs = frozenset({"word_answers"})
     headline = ("word/acc",)
     cost = 1.0
+    exporter = ("words", "bench_wordcount:export_answers")
 
     @classmethod
     def required_capabilities(cls, cfg):
@@ -44,6 +48,22 @@ class WordTask(Task):
         hit = np.asarray([a == g for a, g in zip(answers, gold)], float)
         row = {"metric": "word/acc", "value": float(hit.mean()), "dataset": "words", "split": "val", "n": len(hit)}
         return TaskResult(rows=[row], predictions=pd.DataFrame({"prompt": prompts, "answer": answers, "gold": gold}))
+
+
+def export_answers(results, out, model, types):
+    """`bench export words`: each model's answers as JSON, from the predictions bench wrote."""
+    written = []
+    for rj in sorted(Path(results).rglob("run.json")):
+        run = json.loads(rj.read_text())
+        wanted = {t["name"] for t in run["suite"]["tasks"] if t["type"] in types}
+        for h, j in run["jobs"].items():
+            if j["task"] in wanted and j["status"] == "ok" and (model is None or j["model"] == model):
+                preds = pd.read_parquet(rj.parent / "predictions" / f"{h}.parquet")
+                path = Path(out) / f"{j['model']}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(dict(zip(preds.prompt, preds.answer))))
+                written.append((path, f"{len(preds)} answers"))
+    return written
 
 
 class TableArgs(AdapterArgs):
