@@ -12,7 +12,7 @@ from bench.suite import load_suite
 HERE = Path(__file__).parent
 
 
-# Parts of the ARCHITECTURE example that later issues register (issue 4: detection, predictions).
+# Parts of the original design example that later issues register (issue 4: detection, predictions).
 def problems(path, **kw) -> list[str]:
     with pytest.raises(SuiteError) as e:
         s = load_suite(path, **kw)
