@@ -14,6 +14,7 @@ import torch
 from pydantic import Field, model_validator
 
 from adapters.base import Adapter, AdapterArgs, param_count, register_adapter
+from bench.filehash import sha256_tree
 from bench.errors import CheckpointError, OutputError
 
 KIND_CAPS = {
@@ -111,6 +112,8 @@ class TransformersAdapter(Adapter):
         torch.manual_seed(self.seed)
         self._classifiers: dict = {}
         self.path = resolve_model(args) if args.kind != "classifier" or args.model else None
+        # the model folders' content, for the rows and the output cache's key (hub names: None)
+        self.checkpoint_sha256 = sha256_tree(([self.path] if self.path else []) + list(args.per_task.values()))
         self.st = None
         if args.kind == "encoder":
             self._load_encoder()

@@ -285,12 +285,16 @@ def per_item(st: JobState, fn, capability: str, items: list, kwargs: dict) -> li
     return out
 
 def batched(broker: "Broker", st: JobState, adapter, cap, items: list, kwargs: dict):
-    """Texts, text pairs and (context, continuation) choices in batches, memoised by content, halving on OOM."""
+    """Texts, text pairs and (context, continuation) choices in batches, cached by content, halving on OOM."""
     import torch
 
     key = short_hash({"k": broker._key(st, adapter, _NoSplit, cap.name, kwargs, inputs=[]), "items": short_hash(items)})
     if key in st.memo:
         return st.memo[key]
+    cached = _cached_batch(broker.cache, key, cap.inputs)
+    if cached is not None:
+        st.memo[key] = cached
+        return cached
     fn = getattr(adapter, cap.method)
     s = st.job.settings
     bs = s.batch_size if s.batch_size != "auto" else AUTO_BATCH[adapter.device.type]
@@ -324,7 +328,22 @@ def batched(broker: "Broker", st: JobState, adapter, cap, items: list, kwargs: d
         result = np.concatenate(parts)
     else:
         result = [x for p in parts for x in p]
+    if isinstance(result, np.ndarray):  # arrays go to the disk cache too; other results stay in memory
+        if cap.inputs == "pairs":
+            broker.cache.put_json(key, {"names": None if names is None else list(names)})
+        broker.cache.put(key, result)
     if cap.inputs == "pairs":
         result = (result, names)
     st.memo[key] = result
     return result
+
+
+def _cached_batch(cache: OutputCache, key: str, kind: str):
+    """An earlier run's array (with its label names for pairs), or None."""
+    arr = cache.get(key)
+    if arr is None:
+        return None
+    if kind != "pairs":
+        return arr
+    got = cache.get_json(key)
+    return None if got is None else (arr, got["names"])

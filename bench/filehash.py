@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 _memo: dict[str, str] = {}
 
@@ -73,3 +73,17 @@ def files_in(obj: Any) -> list[str]:
 def content_of(*configs: Any) -> dict[str, str]:
     """{path: sha256} for every file the configs name (folders such as ImageFolders are not hashed)."""
     return {p: sha256_of(p) for c in configs for p in sorted(set(files_in(c)))}
+
+
+def sha256_tree(paths) -> Optional[str]:
+    """One hash of local files and folders (a model folder: every file's sha256 with its relative
+    name), so outputs of a folder overwritten in place are not served from the cache. None when no
+    path is local (a hub name)."""
+    parts = []
+    for root in paths:
+        p = Path(root)
+        if p.is_file():
+            parts.append(f"{p.name} {sha256_of(str(p))}")
+        elif p.is_dir():
+            parts += [f"{f.relative_to(p)} {sha256_of(str(f))}" for f in sorted(p.rglob("*")) if f.is_file()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest() if parts else None
