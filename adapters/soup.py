@@ -15,7 +15,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.data.images import ImageDatasetSpec
+from bench.data.formats import ImageDatasetSpec
 from bench.errors import CheckpointError
 from bench.paths import ExistingFile
 

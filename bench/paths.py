@@ -21,7 +21,7 @@ def _resolve(value: str, info: ValidationInfo) -> str:
     return str(p if p.is_absolute() else (Path(base) / p).resolve())
 
 
-def _resolve_existing(value: str, info: ValidationInfo, kind: str = "") -> str:
+def resolve_existing(value: str, info: ValidationInfo, kind: str = "") -> str:
     path = _resolve(value, info)
     if (info.context or {}).get("check_paths", True):
         if not os.path.exists(path):
@@ -34,9 +34,9 @@ def _resolve_existing(value: str, info: ValidationInfo, kind: str = "") -> str:
 
 
 SuitePath = Annotated[str, AfterValidator(_resolve)]
-ExistingPath = Annotated[str, AfterValidator(_resolve_existing)]
-ExistingFile = Annotated[str, AfterValidator(lambda v, info: _resolve_existing(v, info, "file"))]
-ExistingDir = Annotated[str, AfterValidator(lambda v, info: _resolve_existing(v, info, "dir"))]
+ExistingPath = Annotated[str, AfterValidator(resolve_existing)]
+ExistingFile = Annotated[str, AfterValidator(lambda v, info: resolve_existing(v, info, "file"))]
+ExistingDir = Annotated[str, AfterValidator(lambda v, info: resolve_existing(v, info, "dir"))]
 
 
 def cache_dir() -> Path:

@@ -84,6 +84,13 @@ def zero_shot_weights(text_features: np.ndarray, num_classes: int, num_templates
     return l2_normalize(t.mean(axis=1))
 
 
+def class_weights(text_features: np.ndarray, counts: list[int]) -> np.ndarray:
+    """The same with a different number of prompts per class (CuPL): consecutive groups of `counts`."""
+    t = l2_normalize(text_features.astype(np.float64))
+    ends = np.cumsum(counts)
+    return l2_normalize(np.stack([t[e - c : e].mean(axis=0) for c, e in zip(counts, ends)]))
+
+
 def zpe_weights(
     test_features: np.ndarray,
     reference_features: np.ndarray,

@@ -38,6 +38,7 @@ class ImageSplit:
     labels: np.ndarray  # int64, index into classes
     classes: list[str]  # class ids (folder names, or entries of the classes file)
     class_names: list[str]  # human-readable names for prompts
+    templates: Optional[list[str]] = None  # zero-shot templates the dataset ships (a wds root's file)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -47,7 +48,7 @@ class ImageSplit:
         if not limit or limit >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:limit])
-        return ImageSplit(self.name, [self.paths[i] for i in idx], self.labels[idx], self.classes, self.class_names)
+        return ImageSplit(self.name, [self.paths[i] for i in idx], self.labels[idx], self.classes, self.class_names, self.templates)
 
 
 class _Spec(BaseModel):
@@ -316,23 +317,6 @@ class NoiseSpec(BaseModel):
             (tmp / ".complete").write_text(f"{self.kind} noise, seed {self.seed}\n")
             _publish(tmp, root)
         return ImageFolderSpec(format="imagefolder", root=str(root)).load("test")
-
-
-def dataset_name(spec) -> str:
-    """The `dataset` value of result rows: a folder or list name, or the generator's name."""
-    if spec.format == "sklearn_digits":
-        return "sklearn_digits"
-    if spec.format == "generated_noise":
-        return f"{spec.kind}_noise"
-    if spec.format == "imagefolder":
-        return spec.root.rstrip("/").split("/")[-1]
-    return spec.file.rstrip("/").split("/")[-1].rsplit(".", 1)[0]
-
-
-# what a task's `dataset:` key accepts, picked by `format`
-ImageDatasetSpec = Annotated[Union[ImageFolderSpec, ImageListSpec, DigitsSpec, NoiseSpec], Field(discriminator="format")]
-
-
 
 
 def materialize_digits(root: Path) -> None:

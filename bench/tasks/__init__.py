@@ -5,6 +5,7 @@ from bench.tasks import classification as _classification  # noqa: E402,F401
 from bench.tasks import detection as _detection  # noqa: E402,F401
 from bench.tasks import ego4d as _ego4d  # noqa: E402,F401
 from bench.tasks import ood as _ood  # noqa: E402,F401
+from bench.tasks import retrieval as _retrieval  # noqa: E402,F401
 from bench.tasks import superglue as _superglue  # noqa: E402,F401
 
 from bench.plugins import load_entry_points  # noqa: E402

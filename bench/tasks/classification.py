@@ -8,15 +8,17 @@ from typing import Annotated, Literal, Optional
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from bench.data.images import ImageDatasetSpec, ImageSplit, read_lines, dataset_name
-from bench.errors import DataError
-from bench.metrics.classification import topk_correct, topk_indices
+from bench import catalogue as zs_catalogue
+from bench.data.formats import ImageDatasetSpec, dataset_name
+from bench.data.images import ImageSplit, read_lines
+from bench.errors import DataError, read_text
+from bench.metrics.classification import mean_per_class_recall, per_class_recall_interval, topk_correct, topk_indices
 from bench.metrics.uncertainty import fill, proportions
 from bench.errors import OutputError
-from bench.probes import knn_scores, l2_normalize, linear_probe, zero_shot_weights, zpe_weights
-from bench.paths import ExistingFile
+from bench.probes import class_weights, knn_scores, l2_normalize, linear_probe, zero_shot_weights, zpe_weights
+from bench.paths import ExistingFile, resolve_existing
 from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
 
 CAPS = {
@@ -52,7 +54,10 @@ class FewShotOpts(_Opts):
 
 class ZeroShotOpts(_Opts):
     templates: Optional[list[str]] = None
-    templates_file: Optional[ExistingFile] = None  # one template per line, with {} for the class name
+    templates_file: Optional[ExistingFile] = None  # one template per line, with {} (or CLIP_benchmark's {c}) for the class name
+    catalogue: Optional[Annotated[str, AfterValidator(zs_catalogue.check)]] = None  # class names and templates of a known dataset
+    prompts_file: Optional[ExistingFile] = None  # CuPL-style JSON {class name: [prompts]}: per-class prompts instead of templates
+    cupl: bool = False  # the catalogue's CuPL prompts (ImageNet-1k) instead of its templates
     weighting: Literal["mean", "zpe"] = "mean"  # CLIP's equal-weight mean, or Allingham et al.'s label-free weights
     reference: Optional[ImageDatasetSpec] = None  # zpe: pre-training-like images for the bias correction
     temperature: float = Field(1.0, gt=0)  # zpe: softmax temperature over prompt scores
@@ -61,7 +66,18 @@ class ZeroShotOpts(_Opts):
     def _reference(self):
         if self.weighting == "zpe" and self.reference is None:
             raise ValueError("weighting 'zpe' needs reference: a dataset of pre-training-like images for its bias correction")
+        if self.cupl and not self.catalogue:
+            raise ValueError("cupl: true takes the catalogue's CuPL prompts, so it needs catalogue: NAME")
+        if (self.cupl or self.prompts_file) and self.weighting == "zpe":
+            raise ValueError("zpe weights one shared set of templates; per-class prompts (cupl, prompts_file) have none")
         return self
+
+
+def _label_map(value: str, info) -> str:
+    """A catalogue dataset with a label map is named as `catalogue:<name>`; anything else is a file."""
+    if value in zs_catalogue.names() and zs_catalogue.entry(value).label_map:
+        return f"catalogue:{value}"
+    return resolve_existing(value, info, "file")
 
 
 class ClassificationConfig(TaskConfig):
@@ -69,7 +85,7 @@ class ClassificationConfig(TaskConfig):
     protocol: Literal["head", "linear_probe", "few_shot", "knn", "zero_shot"] = "head"
     dataset: ImageDatasetSpec
     # head only: line i holds the model output index of dataset class i (e.g. ImageNet-R's 200 of 1000)
-    label_map: Optional[ExistingFile] = None
+    label_map: Optional[Annotated[str, AfterValidator(_label_map)]] = None  # or a catalogue name with a map (imagenet-a, imagenet-r)
     knn: KnnOpts = KnnOpts()
     linear_probe: LinearProbeOpts = LinearProbeOpts()
     few_shot: FewShotOpts = FewShotOpts()
@@ -144,7 +160,8 @@ class ClassificationTask(Task):
         if cfg.protocol == "head":
             scores = self.ctx.outputs("image_logits", test)
             if cfg.label_map:
-                idx = np.asarray([int(x) for x in read_lines(cfg.label_map)])
+                name = cfg.label_map.removeprefix("catalogue:")
+                idx = np.asarray(zs_catalogue.entry(name).label_map if name != cfg.label_map else [int(x) for x in read_lines(cfg.label_map)])
                 if len(idx) != len(test.classes) or idx.max() >= scores.shape[1]:
                     raise DataError(
                         f"{cfg.label_map}: label map has {len(idx)} entries (max {idx.max()}) for {len(test.classes)} classes and {scores.shape[1]} model outputs"
@@ -167,12 +184,22 @@ class ClassificationTask(Task):
                 meta = {"C": c, "held_out_top1": held}
         else:  # zero_shot
             z = cfg.zero_shot
-            templates = self._templates()
-            prompts = [t.format(name) for name in test.class_names for t in templates]
+            names = zero_shot_class_names(z, test)
+            per_class = per_class_prompts(z, names)
+            if per_class is None:
+                templates = zero_shot_templates(z, test)
+                per_class = [[zs_catalogue.fill(t, name) for t in templates] for name in names]
+            else:
+                templates = [p for ps in per_class for p in ps]
+            prompts = [p for ps in per_class for p in ps]
             text = np.asarray(self.ctx.outputs("text_features", prompts))
             image = self.ctx.outputs("image_features", test)
             meta = {"templates": len(templates), "templates_sha256": hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16], "weighting": z.weighting}
-            if z.weighting == "zpe":
+            if z.catalogue:
+                meta["catalogue"] = z.catalogue
+            if z.cupl or z.prompts_file:
+                weights = class_weights(text, [len(ps) for ps in per_class])
+            elif z.weighting == "zpe":
                 ref = self.ctx.outputs("image_features", z.reference.load("test", with_labels=False))
                 weights, w, s = zpe_weights(image, ref, text, len(test.classes), len(templates), temperature=z.temperature)
                 meta |= {"prompt_weights": [round(float(x), 6) for x in w], "prompt_scores": [round(float(x), 6) for x in s]}
@@ -203,9 +230,12 @@ class ClassificationTask(Task):
                 "score": scores[np.arange(len(test)), top[:, 0]].astype(np.float64),
             }
         )
+        if len(test):
+            metrics["mean_per_class_recall"] = mean_per_class_recall(top[:, 0], test.labels)
         rows = [{"metric": m, "value": v, "dataset": dataset_name(self.cfg.dataset), "split": test.name, "n": len(test)} for m, v in metrics.items()]
         if self.ctx.uncertainty and len(test):
             fill(rows, proportions(correct, self.ctx.uncertainty, unit="image"))
+            fill(rows, per_class_recall_interval(top[:, 0] == test.labels, test.labels, self.ctx.uncertainty))
         return rows, preds, correct
 
     def _few_shot(self, adapter, test: ImageSplit) -> tuple[list[dict], pd.DataFrame, dict]:
@@ -237,6 +267,7 @@ class ClassificationTask(Task):
             spec = self.ctx.uncertainty
             mean_hits = {m: np.mean([h[m] for h in hits], axis=0) for m in hits[0]}
             fill(rows, proportions(mean_hits, replace(spec, method="bootstrap"), unit="image"))
+            fill(rows, per_class_recall_interval([h["top1"] for h in hits], test.labels, spec))
         meta = {
             "shots": fs.shots,
             "seeds": fs.seeds,
@@ -246,16 +277,48 @@ class ClassificationTask(Task):
         }
         return rows, pd.concat(frames, ignore_index=True), meta
 
-    def _templates(self) -> list[str]:
-        z = self.cfg.zero_shot
-        templates = list(z.templates or [])
-        if z.templates_file:
-            templates += read_lines(z.templates_file)
-        templates = templates or DEFAULT_TEMPLATES
-        bad = [t for t in templates if "{}" not in t]
-        if bad:
-            raise DataError(f"zero-shot template {bad[0]!r} has no '{{}}' for the class name")
-        return templates
+
+def zero_shot_templates(z: ZeroShotOpts, test: Optional[ImageSplit] = None) -> list[str]:
+    """The task's templates, else the catalogue's, else the dataset's own, else CLIP's default."""
+    templates = list(z.templates or [])
+    if z.templates_file:
+        templates += read_lines(z.templates_file)
+    if not templates and z.catalogue:
+        templates = list(zs_catalogue.entry(z.catalogue).templates)
+    # then the dataset's own (a wds root's zeroshot_classification_templates.txt), then CLIP's default
+    templates = templates or list(getattr(test, "templates", None) or []) or DEFAULT_TEMPLATES
+    bad = [t for t in templates if "{}" not in t and "{c}" not in t]
+    if bad:
+        raise DataError(f"zero-shot template {bad[0]!r} has no '{{}}' or '{{c}}' for the class name")
+    return templates
+
+def zero_shot_class_names(z: ZeroShotOpts, test: ImageSplit) -> list[str]:
+    """The catalogue's names where it has them (their count must match the dataset's), else the dataset's."""
+    names = zs_catalogue.entry(z.catalogue).classnames if z.catalogue else None
+    if names is None:
+        return list(test.class_names)
+    if len(names) != len(test.classes):
+        raise DataError(f"catalogue '{z.catalogue}' has {len(names)} class names, the dataset {len(test.classes)} classes")
+    return list(names)
+
+def per_class_prompts(z: ZeroShotOpts, names: list[str]) -> Optional[list[list[str]]]:
+    """CuPL-style prompts per class (a prompts_file, or the catalogue's), or None for templates."""
+    if not (z.cupl or z.prompts_file):
+        return None
+    import json
+
+    source = z.prompts_file or f"the catalogue's CuPL prompts for {z.catalogue}"
+    if z.prompts_file:
+        try:
+            table = json.loads(read_text(z.prompts_file))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{z.prompts_file}:{e.lineno}: not valid JSON ({e.msg})") from None
+    else:
+        table = zs_catalogue.cupl(z.catalogue)
+    missing = [n for n in names if not table.get(n)]
+    if missing:
+        raise DataError(f"{source}: no prompts for class '{missing[0]}' ({len(missing)} classes without)")
+    return [list(table[n]) for n in names]
 
 
 def coarse_index(path: str, split: ImageSplit) -> np.ndarray:

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bench.data.images import ImageDatasetSpec, ImageSplit, dataset_name
+from bench.data.formats import ImageDatasetSpec, dataset_name
+from bench.data.images import ImageSplit
 from bench.errors import DataError
 from bench.metrics.classification import topk_correct, topk_indices
 from bench.metrics.ood import CONVENTION, group_means, ood_intervals, ood_metrics
