@@ -4,6 +4,7 @@ from adapters.base import ADAPTERS, Adapter, AdapterArgs, Preprocess, create_ada
 
 # Importing the modules registers the adapters.
 from adapters import detectors as _detectors  # noqa: E402,F401
+from adapters import hf_clip as _hf_clip  # noqa: E402,F401
 from adapters import open_clip as _open_clip  # noqa: E402,F401
 from adapters import predictions as _predictions  # noqa: E402,F401
 from adapters import python as _python  # noqa: E402,F401

@@ -15,14 +15,14 @@ from typing import Annotated
 from pydantic import AfterValidator, ValidationInfo
 
 
-def _resolve(value: str, info: ValidationInfo) -> str:
+def resolve(value: str, info: ValidationInfo) -> str:
     base = (info.context or {}).get("base", ".")
     p = Path(os.path.expanduser(value))
     return str(p if p.is_absolute() else (Path(base) / p).resolve())
 
 
 def resolve_existing(value: str, info: ValidationInfo, kind: str = "") -> str:
-    path = _resolve(value, info)
+    path = resolve(value, info)
     if (info.context or {}).get("check_paths", True):
         if not os.path.exists(path):
             raise ValueError(f"path does not exist: {path}")
@@ -33,7 +33,7 @@ def resolve_existing(value: str, info: ValidationInfo, kind: str = "") -> str:
     return path
 
 
-SuitePath = Annotated[str, AfterValidator(_resolve)]
+SuitePath = Annotated[str, AfterValidator(resolve)]
 ExistingPath = Annotated[str, AfterValidator(resolve_existing)]
 ExistingFile = Annotated[str, AfterValidator(lambda v, info: resolve_existing(v, info, "file"))]
 ExistingDir = Annotated[str, AfterValidator(lambda v, info: resolve_existing(v, info, "dir"))]

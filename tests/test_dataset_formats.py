@@ -111,3 +111,46 @@ def test_hf_parquet_files_are_read_too(tmp_path):
     split = HfImagesSpec(format="hf", path=str(tmp_path / "d.parquet")).load("test")
     assert split.labels.tolist() == [0, 1, 1] and len(split.paths) == 3
     assert np.asarray(Image.open(split.paths[1]))[0, 0, 0] == 50  # the stored bytes, unchanged
+
+
+def test_data_prepare_writes_an_imagefolder_bench_reads_and_dry_run_says_what_to_fetch(tmp_path):
+    from bench.data.images import ImageFolderSpec
+    from bench.data.prepare import write_imagefolder
+
+    class Tiny:  # what a torchvision dataset gives: (PIL image, label) by index
+        def __len__(self):
+            return 14
+
+        def __getitem__(self, i):
+            return Image.new("L", (10, 12), 10 * i), (i * 4) % 11
+
+    ds = Tiny()
+    names = [f"class {i}" for i in range(11)]
+    assert write_imagefolder(ds, names, tmp_path / "fake" / "test") == 14
+    (tmp_path / "fake" / "classnames.txt").write_text("\n".join(names) + "\n")
+    split = ImageFolderSpec(format="imagefolder", root=str(tmp_path / "fake"), split="test", class_names=str(tmp_path / "fake" / "classnames.txt")).load("test")
+    truth = {f"{i:07d}.png": ds[i][1] for i in range(14)}
+    assert [truth[p.split('/')[-1]] for p in split.paths] == split.labels.tolist() and split.class_names[10] == "class 10"  # "10" after "09": no order to choose
+    r = CliRunner().invoke(app, ["data", "prepare", "cifar100", "--root", str(tmp_path), "--dry-run"])
+    assert r.exit_code == 0 and "torchvision.datasets.CIFAR100(" in r.output and "catalogue: cifar100" in r.output.replace("\n", "")
+    r = CliRunner().invoke(app, ["data", "prepare", "cifar101", "--root", str(tmp_path)])
+    assert r.exit_code == 1 and "did you mean 'cifar10'" in r.output
+    r = CliRunner().invoke(app, ["data", "list", "imagenet-*"])
+    assert r.exit_code == 0 and "imagenet-r" in r.output and "200 of 1k" in r.output
+
+
+def test_the_smoke_suites_shards_are_what_their_script_writes(tmp_path):
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("make_wds_shapes", repo / "examples" / "make_wds_shapes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(tmp_path)
+    for f in ("test/0.tar", "test/1.tar", "test/nshards.txt", "classnames.txt", "zeroshot_classification_templates.txt"):
+        shipped = repo / "suites" / "data" / "wds-shapes" / f
+        assert hashlib.sha256(shipped.read_bytes()).digest() == hashlib.sha256((tmp_path / f).read_bytes()).digest(), f
+    split = WdsImagesSpec(format="wds", root=str(repo / "suites" / "data" / "wds-shapes")).load("test")
+    assert len(split) == 12 and split.class_names == ["red", "green", "blue", "yellow"]

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from bench.data.captions import CaptionSet, build
 from bench.data.images import ImageSplit, _publish
 from bench.errors import DataError
 from bench.filehash import sha256_tree
 from bench.hashing import short_hash
-from bench.paths import cache_dir
+from bench.paths import cache_dir, resolve
 
 
 class _HfBase(BaseModel):
@@ -31,6 +31,13 @@ class _HfBase(BaseModel):
     name: Optional[str] = None  # the hub dataset's configuration
     split: str = "test"
     image_key: str = "image"
+
+    @field_validator("path")
+    @classmethod
+    def _suite_relative(cls, v, info: ValidationInfo):
+        """A path that exists relative to the suite is local; anything else is a hub name."""
+        local = resolve(v, info)
+        return local if os.path.exists(local) else v
 
     def _local(self) -> Optional[Path]:
         p = Path(os.path.expanduser(self.path))

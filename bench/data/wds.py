@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from bench.data.captions import CaptionSet, build
 from bench.data.images import ImageSplit, _publish
 from bench.errors import DataError
 from bench.filehash import sha256_of
 from bench.hashing import short_hash
-from bench.paths import cache_dir
+from bench.paths import cache_dir, resolve, resolve_existing
 
 IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")
 
@@ -56,12 +56,20 @@ class _WdsBase(BaseModel):
     shards: Optional[list[str]] = None  # or explicit shard paths / URLs (brace patterns allowed: "s-{0..9}.tar")
     split: str = "test"
 
+    @field_validator("root")
+    @classmethod
+    def _local_root(cls, v, info: ValidationInfo):
+        return v if v is None or "://" in v else resolve_existing(v, info, "dir")  # relative to the suite, like every path
+
+    @field_validator("shards")
+    @classmethod
+    def _local_shards(cls, v, info: ValidationInfo):
+        return v if v is None else [u if "://" in u else resolve(u, info) for u in v]
+
     @model_validator(mode="after")
     def _one_source(self):
         if (self.root is None) == (self.shards is None):
             raise ValueError("give root: (CLIP_benchmark's layout) or shards: [...], not both")
-        if self.root and "://" not in self.root:
-            self.root = str(Path(self.root).expanduser())
         return self
 
     def _urls(self, split: str) -> list[str]:
