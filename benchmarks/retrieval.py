@@ -91,9 +91,9 @@ def job(n: int) -> None:
     tmp = Path(tempfile.mkdtemp())
     torch.manual_seed(0)
     torch.save(open_clip.create_model("ViT-S-32").state_dict(), tmp / "clip.pt")
-    SyntheticCaptionsSpec(format="captions_synthetic", n=min(n, 96), size=96, root=str(tmp / "shapes")).load()
+    SyntheticCaptionsSpec(format="captions_synthetic", n=min(n, 72), size=96, root=str(tmp / "shapes")).load()
     lines = [json.loads(x) for x in (tmp / "shapes" / "captions.jsonl").read_text().splitlines()]
-    reps = -(-n // len(lines))  # repeat the 96 generated shapes to n images (as files, so nothing is shared)
+    reps = -(-n // len(lines))  # repeat the 72 generated shapes to n images (as files, so nothing is shared)
     images, anns = [], []
     for r in range(reps):
         for i, rec in enumerate(lines):
