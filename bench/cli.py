@@ -338,6 +338,24 @@ def check(
     out.print(f"[green]PASS[/]: {len(verdicts)} baseline metrics ({tally})")
 
 
+@app.command()
+def report(
+    results: list[Path] = typer.Argument(..., help="Results folders or Parquet files (rows are unioned)."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
+    baseline: Optional[Path] = typer.Option(None, help="A baseline Parquet file or results folder: adds the regression diff (bench check's verdicts)."),
+    title: Optional[str] = typer.Option(None, help="The page's title (default: the results paths)."),
+):
+    """One self-contained HTML file: summary and ranks, a section per task with charts, regression diff, provenance, failures."""
+    from bench import report as rep
+
+    try:
+        _run_plugins(list(results) + ([baseline] if baseline else []))
+        path = rep.write([str(p) for p in results], output, str(baseline) if baseline else None, title, per_metric=_tolerances(None, results))
+    except BenchError as e:
+        _fail(e)
+    err.print(f"wrote {path}")
+
+
 @app.command("export")
 def export(
     name: str = typer.Argument(..., help="An exporter a task family declares: superglue, ego4d, or a plugin's (see `bench list tasks`)."),
@@ -431,6 +449,66 @@ def cache_prune(
         for e in doomed:
             cache.remove(e)
     out.print(f"{'would delete' if dry_run else 'deleted'} {len(doomed)} of {len(items)} entries, {_human(freed)}")
+
+
+data_app = typer.Typer(help="The zero-shot catalogue, and preparing its datasets in the layout bench reads.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list(pattern: str = typer.Argument("*", help="Glob on catalogue names, e.g. 'imagenet*'.")):
+    """Catalogue datasets: class names, templates, label maps, and whether `bench data prepare` can fetch them."""
+    import fnmatch
+
+    from bench import catalogue
+    from bench.data.prepare import RECIPES
+
+    t = Table(title="zero-shot catalogue (zero_shot: {catalogue: NAME})")
+    for c in ("name", "classes", "templates", "label map", "prepare", "source"):
+        t.add_column(c)
+    for name in (n for n in catalogue.names() if fnmatch.fnmatch(n, pattern)):
+        e = catalogue.entry(name)
+        how = ("by hand + " if RECIPES[name].manual else "") + f"torchvision {RECIPES[name].loader}" if name in RECIPES else "—"
+        t.add_row(name, str(len(e.classnames)) if e.classnames else "from the dataset", str(len(e.templates)), "200 of 1k" if e.label_map else "", how, e.source)
+    out.print(t)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    name: str = typer.Argument(..., help="A catalogue dataset with a recipe (see `bench data list`)."),
+    root: Path = typer.Option(..., "--root", help="Where the raw download and the prepared ImageFolder go."),
+    split: str = typer.Option("test", help="test, or train where the dataset has one."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be fetched and written, and fetch nothing."),
+):
+    """Fetch one catalogue dataset with torchvision's loader and write it as an ImageFolder with classnames.txt.
+
+    Offline, --dry-run says what to fetch and where to put it.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from bench.data import prepare as prep
+
+    try:
+        lines = prep.plan(name, root, split)
+        if dry_run:
+            for ln in lines:
+                out.print(ln)
+            return
+        try:
+            ds = prep.load(name, root, split)
+        except BenchError:  # offline, or files not placed by hand: say what to fetch and where
+            for ln in lines:
+                err.print(ln)
+            raise
+        names = prep.class_names(ds)
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
+            task = bar.add_task(f"{name} {split}", total=len(ds))
+            n = prep.write_imagefolder(ds, names, root / name / split, lambda k: bar.advance(task, k))
+        (root / name / "classnames.txt").write_text("\n".join(names) + "\n")
+    except BenchError as e:
+        _fail(e, 1)
+    out.print(f"wrote {n} images in {len(names)} classes to {root / name / split}")
+    out.print(f"use: {prep.suite_snippet(name, root, split)}")
 
 
 def _run_plugins(results) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import html
 import re
 
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Comparison:
     cells: dict = field(default_factory=dict)  # (model, column) -> Cell
     notes: list[str] = field(default_factory=list)
     baseline: Optional[str] = None
+    types: dict = field(default_factory=dict)  # task -> its family (task_type), for lower-is-better and per-category
 
 
 def with_method(df: pd.DataFrame) -> pd.DataFrame:
@@ -59,9 +61,21 @@ def _keep(values: pd.Series, patterns: Optional[str]) -> pd.Series:
 def build(
     results: list[str], baseline: Optional[str] = None, task: Optional[str] = None, dataset: Optional[str] = None, metric: Optional[str] = None
 ) -> Comparison:
-    df = with_method(load_rows(results))
+    return from_rows(load_rows(results), baseline, task, dataset, metric)
+
+
+def from_rows(
+    df: pd.DataFrame,
+    baseline: Optional[str] = None,
+    task: Optional[str] = None,
+    dataset: Optional[str] = None,
+    metric: Optional[str] = None,
+    per_category: bool = False,
+) -> Comparison:
+    """The comparison of loaded rows; per_category keeps the per-category rows the tables otherwise hide."""
+    df = with_method(df)
     hidden = 0
-    if not metric:  # per-category rows (bbox/AP/<category>) would swamp the table; --metric shows them
+    if not metric and not per_category:  # per-category rows (bbox/AP/<category>) would swamp the table; --metric shows them
         per_cat = pd.Series([is_per_category(m, t) for m, t in zip(df.metric.fillna(""), df.task_type)], index=df.index, dtype=bool)
         hidden, df = int(per_cat.sum()), df[~per_cat]
     df = df[_keep(df.task, task) & (_keep(df.dataset, dataset) | (df.status != "ok")) & (_keep(df.metric, metric) | (df.status != "ok"))]
@@ -73,7 +87,7 @@ def build(
     first = {m: i for i, m in reversed(list(enumerate(ok.metric)))}
     columns = sorted({tuple(r) for r in ok[COL].itertuples(index=False, name=None)}, key=lambda c: (c[0], c[1], c[2], first[c[3]]))
     models = list(dict.fromkeys(df.model))
-    comp = Comparison(columns=columns, models=models, baseline=baseline)
+    comp = Comparison(columns=columns, models=models, baseline=baseline, types=dict(zip(ok.task, ok.task_type)))
     if hidden:
         comp.notes.append(f"{hidden} per-category rows hidden (--metric 'bbox/AP/*' shows them)")
 
@@ -87,15 +101,14 @@ def build(
                 comp.cells[(r.model, col)] = Cell(status="failed", flag=r.error or "failed")
 
     # same task name, different task config → not comparable
-    hashes = ok.groupby(COL)["task_hash"].agg(lambda s: s.mode().iat[0] if s.notna().any() else None)
+    hashes = ok.groupby(COL)["task_hash"].agg(lambda s: s.mode().iat[0] if s.notna().any() else None).to_dict()  # a dict: looked up per row
     for r in ok.itertuples(index=False):
         col = (r.task, r.dataset, r.split, r.metric)
         if hashes.get(col) is not None and r.task_hash != hashes[col]:
             comp.cells[(r.model, col)].flag = f"task config differs (task_hash {r.task_hash} vs {hashes[col]})"
 
-    types = dict(zip(ok.task, ok.task_type))
     for col in columns:
-        higher = not lower_is_better(col[3], types.get(col[0]))
+        higher = not lower_is_better(col[3], comp.types.get(col[0]))
         mark_best([c for m in models if (c := comp.cells.get((m, col))) and c.value is not None and not c.flag], higher)
 
     if baseline:
@@ -167,22 +180,28 @@ def cell_text(c: Optional[Cell], markup: str) -> str:
     return s
 
 
-def col_title(col: tuple) -> str:
-    task, dataset, split, metric = col
-    return f"{task}\n{dataset}/{split}\n{metric}"
-
-
-def footnotes(comp: Comparison) -> list[str]:
-    out = [
+def legend(comp: Comparison) -> str:
+    return (
         "values in % with ± half the 95% CI; best per metric in bold when ahead by more than the noise"
         f" (z={NOISE_Z:g} standard errors), ≈ marks leaders tied within it" + ("; " + "; ".join(comp.notes) if comp.notes else "")
-    ]
+    )
+
+
+def cell_notes(comp: Comparison, task: Optional[str] = None) -> list[str]:
+    """A line per cell that is not comparable, and per failed model × task; only one task's when given."""
+    out = []
     for (model, col), c in comp.cells.items():
+        if task is not None and col[0] != task:
+            continue
         if c.flag and c.status == "ok":
             out.append(f"† {model} · {col[0]}/{col[3]}: not comparable: {c.flag}")
         elif c.status != "ok" and col == next((k for k in comp.columns if k[0] == col[0]), None):
             out.append(f"{model} · {col[0]}: failed: {c.flag}")
     return out
+
+
+def footnotes(comp: Comparison) -> list[str]:
+    return [legend(comp)] + cell_notes(comp)
 
 
 def render_rich(comp: Comparison) -> list:
@@ -191,8 +210,7 @@ def render_rich(comp: Comparison) -> list:
     from rich.table import Table
 
     tables = []
-    for task in dict.fromkeys(c[0] for c in comp.columns):
-        cols = [c for c in comp.columns if c[0] == task]
+    for task, cols in task_columns(comp).items():
         rows = [m for m in comp.models if any((m, c) in comp.cells for c in cols)]
         t = Table(title=f"{task}", title_justify="left", show_lines=False)
         if len(rows) < len(cols):
@@ -249,86 +267,121 @@ def render_csv(comp: Comparison) -> str:
     return pd.DataFrame(rows).to_csv(index=False)
 
 
+def task_columns(comp: Comparison) -> dict[str, list[tuple]]:
+    """Each task's columns, tasks in the comparison's order: the blocks of the terminal and HTML tables."""
+    out: dict[str, list[tuple]] = {}
+    for c in comp.columns:
+        out.setdefault(c[0], []).append(c)
+    return out
+
+
+def html_table(comp: Comparison, cols: list[tuple]) -> str:
+    """Columns of one task as a table, laid out as render_rich does: entries as rows, or as columns when fewer than the metrics."""
+    esc = html.escape
+    rows = [m for m in comp.models if any((m, c) in comp.cells for c in cols)]
+
+    def td(m, c):
+        cell = comp.cells.get((m, c))
+        tip = f" title='{esc(cell.flag)}'" if cell is not None and cell.flag else ""
+        return f"<td{tip}>{cell_text(cell, 'html')}</td>"
+
+    if len(rows) < len(cols):
+        head = "<th class='l'>dataset/split</th><th class='l'>metric</th>" + "".join(f"<th>{esc(m)}</th>" for m in rows)
+        body = "".join(f"<tr><th class='l'>{esc(c[1])}/{esc(c[2])}</th><th class='l'>{esc(c[3])}</th>{''.join(td(m, c) for m in rows)}</tr>" for c in cols)
+    else:
+        head = "<th class='l'>model</th>" + "".join(f"<th>{esc(c[1])}/{esc(c[2])}<br>{esc(c[3])}</th>" for c in cols)
+        body = "".join(f"<tr><th class='l'>{esc(m)}</th>{''.join(td(m, c) for c in cols)}</tr>" for m in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+TABLE_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0;font-variant-numeric:tabular-nums}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
+    "th{background:#f4f4f4;font-weight:600}th.l{text-align:left}"
+    "td b{color:#0a6b2b}.note{color:#555;font-size:.9em}"
+)
+
+
 def render_html(comp: Comparison) -> str:
-    import html
-
-    head = "".join(f"<th>{html.escape(col_title(c)).replace(chr(10), '<br>')}</th>" for c in comp.columns)
-    spans = {c: _span(comp, c) for c in comp.columns}
-    body = "".join(
-        f"<tr><td>{html.escape(m)}</td>"
-        + "".join(f"<td>{cell_text(comp.cells.get((m, c)), 'html')}{error_bar(comp.cells.get((m, c)), spans[c])}</td>" for c in comp.columns)
-        + "</tr>"
-        for m in comp.models
-    )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in footnotes(comp))
-    plots = resolution_plots(comp)
-    style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare</title><style>{style}</style></head><body><table><tr><th>model</th>{head}</tr>{body}</table><ul>{notes}</ul>{plots}</body></html>\n"
+    """One block per task, as in the terminal, each with only its own columns and notes; the resolution chart under its task."""
+    blocks = []
+    for task, cols in task_columns(comp).items():
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in cell_notes(comp, task))
+        blocks.append(f"<section><h2>{html.escape(task)}</h2>{html_table(comp, cols)}<ul class='note'>{notes}</ul>{resolution_chart(comp, task)}</section>")
+    head = f"<p class='note'>{html.escape(legend(comp))}</p>"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare</title><style>{TABLE_CSS}</style></head><body>{head}{''.join(blocks)}</body></html>\n"
 
 
-def _span(comp: Comparison, col: tuple) -> Optional[tuple[float, float]]:
-    """The column's range of values and interval ends, so its error bars share one scale."""
-    ends = [x for m in comp.models if (c := comp.cells.get((m, col))) and c.value is not None for x in (c.value, c.ci_low, c.ci_high) if x is not None]
-    return (min(ends), max(ends)) if ends and max(ends) > min(ends) else None
-
-
-def error_bar(c: Optional[Cell], span: Optional[tuple[float, float]], w: int = 80, h: int = 12) -> str:
-    """A small inline SVG: the 95% interval as a line with end ticks, the value as a dot, on the column's scale."""
-    if c is None or c.value is None or c.ci_low is None or c.ci_high is None or span is None:
-        return ""
-    lo, hi = span
-    x = lambda v: 4 + (v - lo) / (hi - lo) * (w - 8)  # noqa: E731
-    a, b, v, m = x(c.ci_low), x(c.ci_high), x(c.value), h / 2
-    return (
-        f"<br><svg width='{w}' height='{h}' aria-label='95% CI {100 * c.ci_low:.2f} to {100 * c.ci_high:.2f}'>"
-        f"<line x1='{a:.1f}' y1='{m}' x2='{b:.1f}' y2='{m}' stroke='#555'/>"
-        f"<line x1='{a:.1f}' y1='2' x2='{a:.1f}' y2='{h - 2}' stroke='#555'/><line x1='{b:.1f}' y1='2' x2='{b:.1f}' y2='{h - 2}' stroke='#555'/>"
-        f"<circle cx='{v:.1f}' cy='{m}' r='2.5' fill='#1f77b4'/></svg>"
-    )
-
-
+# ---------------------------------------------------------------- charts
 RES_METRIC = re.compile(r"^(?P<metric>.+)@(?P<res>\d+)$")
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+MAX_LINES = 10  # lines in one chart before the legend stops being readable
 
 
-def resolution_plots(comp: Comparison) -> str:
-    """Inline SVG line charts of accuracy against test resolution, one per (task, dataset, metric), a line per model."""
-    import html
+def figure(width: float, height: float):
+    """A matplotlib Figure without pyplot: no global figure manager, no GUI backend, safe off the main thread."""
+    from matplotlib.figure import Figure
 
+    return Figure(figsize=(width, height), dpi=72)
+
+
+def figure_svg(fig) -> str:
+    """The figure as an inline <svg> element: text kept as text (small, selectable), no XML prolog or metadata."""
+    import io
+
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg") :]
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+
+
+def chart(fig, caption: str, kind: str = "") -> str:
+    return f"<figure class='chart {kind}'>{figure_svg(fig)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def resolution_chart(comp: Comparison, task: str) -> str:
+    """Accuracy against test resolution, one chart per (dataset, split, metric) swept, a line per model with its 95% CIs."""
+    kind = comp.types.get(task)
+    if isinstance(kind, str) and kind != "classification":  # retrieval's i2t/R@10 reads like a resolution; only classification sweeps them
+        return ""
     groups: dict = {}
-    for col in comp.columns:
+    for col in task_columns(comp).get(task, []):
         m = RES_METRIC.match(col[3])
         if m:
-            groups.setdefault((col[0], col[1], col[2], m["metric"]), []).append((int(m["res"]), col))
+            groups.setdefault((col[1], col[2], m["metric"]), []).append((int(m["res"]), col))
     out = []
-    W, H, P = 480, 280, 44
-    for (task, dataset, split, metric), cols in groups.items():
+    for (dataset, split, metric), cols in groups.items():
         cols.sort()
         series = {}
         for model in comp.models:
-            pts = [(r, comp.cells[(model, c)].value) for r, c in cols if (model, c) in comp.cells and comp.cells[(model, c)].value is not None]
+            pts = [(r, c) for r, c in ((r, comp.cells.get((model, col))) for r, col in cols) if c is not None and c.value is not None]
             if pts:
                 series[model] = pts
         if not series:
             continue
-        xs = [r for r, _ in cols]
-        ys = [v for pts in series.values() for _, v in pts]
-        x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-        y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1e-9
-        sx = lambda x: P + (x - x0) / (x1 - x0) * (W - 2 * P)  # noqa: E731
-        sy = lambda y: H - P - (y - y0) / (y1 - y0) * (H - 2 * P)  # noqa: E731
-        parts = [f"<line x1='{P}' y1='{H - P}' x2='{W - P}' y2='{H - P}' stroke='#444'/>", f"<line x1='{P}' y1='{P}' x2='{P}' y2='{H - P}' stroke='#444'/>"]
-        parts += [f"<text x='{sx(x):.1f}' y='{H - P + 16}' font-size='11' text-anchor='middle'>{x}</text>" for x in xs]
-        parts += [f"<text x='{P - 4}' y='{sy(v) + 4:.1f}' font-size='11' text-anchor='end'>{100 * v:.1f}</text>" for v in (y0, y1)]
-        for i, (model, pts) in enumerate(series.items()):
-            color = PALETTE[i % len(PALETTE)]
-            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-            parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{path}'/>")
-            parts += [
-                f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3' fill='{color}'><title>{html.escape(model)} @ {x}px: {100 * y:.2f}</title></circle>"
-                for x, y in pts
+        # the best at the largest resolution first; past MAX_LINES the rest are left out, and said so
+        order = sorted(series, key=lambda m: -series[m][-1][1].value)
+        fig = figure(6.5, 3.6)
+        ax = fig.add_subplot()
+        for model in order[:MAX_LINES]:
+            xs, cells = zip(*series[model])
+            ys = [100 * c.value for c in cells]
+            err = [
+                [100 * (c.value - c.ci_low) if c.ci_low is not None else 0 for c in cells],
+                [100 * (c.ci_high - c.value) if c.ci_high is not None else 0 for c in cells],
             ]
-            parts.append(f"<text x='{W - P + 4}' y='{P + 14 * i}' font-size='11' fill='{color}'>{html.escape(model)}</text>")
-        title = html.escape(f"{task} · {dataset}/{split}: {metric} accuracy vs resolution")
-        out.append(f"<h3>{title}</h3><svg xmlns='http://www.w3.org/2000/svg' width='{W + 160}' height='{H}'>{''.join(parts)}</svg>")
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=model)
+        ax.set_xticks([r for r, _ in cols])
+        ax.set_xlabel("test resolution (px)")
+        ax.set_ylabel(f"{metric} (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        title = f"{task} · {dataset}/{split}: {metric} accuracy vs resolution"
+        ax.set_title(title, fontsize=10)
+        shown = "" if len(order) <= MAX_LINES else f" (the {MAX_LINES} best of {len(order)} models at {cols[-1][0]}px)"
+        out.append(chart(fig, title + shown, "resolution"))
     return "".join(out)
