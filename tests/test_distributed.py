@@ -63,7 +63,7 @@ def test_two_ranks_equal_one_rank_and_blocks_are_shared(small_folder, make_suite
     assert r.returncode == 0, r.stderr[-3000:]
     a = pd.read_parquet(tmp_path / "one" / "t" / "leaderboard.parquet").sort_values(["task", "metric"])
     b = pd.read_parquet(tmp_path / "two" / "t" / "leaderboard.parquet").sort_values(["task", "metric"])
-    assert len(b) == len(a) == 2 and (b.status == "ok").all()  # top1 of head and knn (3 classes: no top5)
+    assert len(b) == len(a) == 4 and (b.status == "ok").all()  # top1 and mean_per_class_recall of head and knn (3 classes: no top5)
     np.testing.assert_array_equal(a.value.to_numpy(), b.value.to_numpy())
     assert len(list((tmp_path / "two" / "t").glob("*/rows/*.parquet"))) == 2  # rank 0 alone wrote rows
     # the per-sample predictions are the same, in the same order: gathered once, no padding duplicates

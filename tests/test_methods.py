@@ -35,7 +35,7 @@ def test_resolution_sweep_of_a_vit_at_two_resolutions(tmp_path, small_folder):
     r = run(suite(tmp_path, vit + fixed, task), tmp_path / "res")
     df = rows(tmp_path / "res")
     ok = df[df.model == "vit"]
-    assert set(ok.metric) == {"top1@32", "top1@48"} and (ok.status == "ok").all()
+    assert set(ok.metric) == {"top1@32", "top1@48", "mean_per_class_recall@32", "mean_per_class_recall@48"} and (ok.status == "ok").all()
     # the two resolutions really ran different inputs: position embeddings interpolated by timm
     preds = pd.read_parquet(next(p for p in (tmp_path / "res").glob("m/*/predictions/*.parquet") if "resolution" in pd.read_parquet(p)))
     assert sorted(preds.resolution.unique()) == [32, 48]

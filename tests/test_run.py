@@ -61,8 +61,8 @@ def test_run_writes_rows_predictions_and_resumes(small_folder, make_suite, tmp_p
     assert r.exit_code == 0, r.output
     rows = rows_of(out)
     assert list(rows.columns) == COLUMNS
-    assert len(rows) == 2 * 2  # models × tasks; 3 classes, so top1 only (no top5)
-    assert set(rows.metric) == {"top1"}
+    assert len(rows) == 2 * 2 * 2  # models × tasks × (top1, mean_per_class_recall); 3 classes, so no top5
+    assert set(rows.metric) == {"top1", "mean_per_class_recall"}
     ok = rows[rows.status == "ok"]
     assert len(ok) == len(rows)
     for col in ("bench_version", "job_hash", "task_hash", "torch", "timm", "open_clip", "device", "precision", "started_at"):
