@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from bench.cache import OutputCache
+from bench.capabilities import CAPABILITIES
 from bench.errors import one_line
 from bench.hashing import short_hash
 from bench.jobs import PROTOCOL_VERSION
@@ -122,7 +123,7 @@ class Broker:
         both = capability in PAIR and PAIR <= adapter.capabilities and hasattr(adapter, "features_and_logits")
         caps = ("image_features", "image_logits") if both else (capability,)
         keys = [self._key(st, adapter, split, c, kwargs) for c in caps]
-        fn = adapter.features_and_logits if both else getattr(adapter, capability)
+        fn = adapter.features_and_logits if both else getattr(adapter, CAPABILITIES.get(capability).method)
         pre = adapter.preprocess
         ds = inputs.open_cached(split.paths, pre)  # decoded once by an earlier model with this preprocessing
         rank, size = world()
@@ -236,7 +237,7 @@ class Broker:
         out: list = [None] * len(ds)
         t0 = time.perf_counter()
         for images, idx in loader:
-            for i, d in zip(idx, adapter.detections(images, [image_ids[i] for i in idx], **kwargs)):
+            for i, d in zip(idx, getattr(adapter, CAPABILITIES.get("detections").method)(images, [image_ids[i] for i in idx], **kwargs)):
                 out[i] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
             if bar is not None:
                 st.progress.advance(bar, len(images))
@@ -251,8 +252,6 @@ class Broker:
     # ---------------------------------------------------------------- any capability
     def outputs(self, st: JobState, adapter, capability: str, inputs=None, **kwargs):
         """`ctx.outputs(capability, inputs, **args)`: dispatch by the capability's input kind (bench.capabilities)."""
-        from bench.capabilities import CAPABILITIES
-
         cap = CAPABILITIES.get(capability)
         if cap.inputs == "images":
             return self.image_outputs(st, adapter, inputs, capability, **kwargs)

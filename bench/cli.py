@@ -206,9 +206,10 @@ def list_(
     elif what == ListWhat.tasks:
         from bench.tasks import TASKS
 
-        t = Table("task type", "description")
+        t = Table("task type", "description", "needs (any of)", "headline", "lower is better")
         for name in TASKS.list(pattern):
-            t.add_row(name, TASKS.get(name).description)
+            f = TASKS.get(name)
+            t.add_row(name, f.description, ", ".join(sorted(f.needs)), ", ".join(f.headline), ", ".join(f.lower_is_better) or "—")
         out.print(t)
     else:
         if source == "open_clip":

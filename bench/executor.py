@@ -88,6 +88,7 @@ class Executor:
             limit=s.limit,
             outputs=lambda capability, inputs=None, **k: self.broker.outputs(st, adapter, capability, inputs, **k),
             uncertainty=Spec.of(self.suite.uncertainty),
+            device=str(adapter.device),
         )
 
     def run(self, job: Job, device: str, progress=None) -> JobOutcome:
@@ -181,4 +182,4 @@ def task_context(adapter, seed: int = 0, limit=None, uncertainty=None, batch_siz
     broker = Broker(OutputCache(enabled=False))
     from bench.tasks import TaskContext
 
-    return TaskContext(seed=seed, limit=limit, outputs=lambda cap, inputs=None, **k: broker.outputs(st, adapter, cap, inputs, **k), uncertainty=uncertainty)
+    return TaskContext(seed=seed, limit=limit, outputs=lambda cap, inputs=None, **k: broker.outputs(st, adapter, cap, inputs, **k), uncertainty=uncertainty, device=str(adapter.device))

@@ -98,7 +98,8 @@ def test_no_class_is_over_about_200_lines():
 
 
 def test_tasks_never_call_adapter_methods():
-    """Tasks ask the broker (ctx.outputs); only the adapter's args, capabilities and preprocess are read."""
+    """Tasks ask the broker (ctx.outputs) and never call a capability's method on the adapter (they may read
+    its declared args, capabilities and preprocess; the device comes from ctx.device)."""
     from bench.capabilities import CAPABILITIES
 
     methods = {CAPABILITIES.get(c).method for c in CAPABILITIES.list()}
@@ -108,4 +109,9 @@ def test_tasks_never_call_adapter_methods():
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in methods:
                     calls.append(f"{name}:{node.lineno} {node.func.attr}()")
+                # adapter.X / self.adapter.X: only what an adapter declares
+                if isinstance(node, ast.Attribute) and node.attr not in ("args", "capabilities", "preprocess"):
+                    v = node.value
+                    if (isinstance(v, ast.Name) and v.id == "adapter") or (isinstance(v, ast.Attribute) and v.attr == "adapter"):
+                        calls.append(f"{name}:{node.lineno} adapter.{node.attr}")
     assert not calls, calls

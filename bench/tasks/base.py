@@ -1,8 +1,8 @@
 """The task protocol: one class per benchmark family, in the spirit of detectron2's evaluators.
 
-A task reads its dataset, asks the runner for adapter outputs by capability, writes
+A task reads its dataset, asks the broker for model outputs by capability, writes
 per-sample predictions and turns them into result rows through bench.metrics. It never
-chooses devices, batch sizes or caching: the runner's ``TaskContext`` owns those.
+chooses devices, batch sizes or caching: the executor's ``TaskContext`` owns those.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class TaskConfig(BaseModel):
 
 @dataclass
 class TaskContext:
-    """What the runner lends a task: sampling settings and a way to get outputs."""
+    """What the executor lends a task: sampling settings, the job's device and a way to get outputs."""
 
     seed: int = 0
     limit: Optional[int] = None
@@ -36,6 +36,8 @@ class TaskContext:
     outputs: Callable[..., Any] = None
     # bench.metrics.uncertainty.Spec: how rows get stderr and CIs; None when the suite turns them off
     uncertainty: Any = None
+    # where the job's model runs: heavy scoring of its outputs may run there too (never chosen by the task)
+    device: str = "cpu"
 
 
 @dataclass
@@ -68,7 +70,8 @@ class Task:
     exporter: ClassVar[Optional[tuple]] = None
 
     @classmethod
-    def required_capabilities(cls, cfg: TaskConfig) -> frozenset[str]:
+    def required_capabilities(cls, cfg: TaskConfig) -> "frozenset[str] | tuple[frozenset[str], ...]":
+        """What this config needs; a tuple means any one of these sets (a model or a results file)."""
         raise NotImplementedError
 
     def __init__(self, cfg: TaskConfig, ctx: TaskContext):

@@ -1,6 +1,6 @@
 """Detection tasks: COCO (`detection`), LVIS v1 (`lvis`) and COCO open-vocabulary (`ovd_coco`).
 
-Detections come from a model (capability `detections`, run through the runner's cache) or
+Detections come from a model (capability `detections`, served by the broker's cache) or
 from a results file (capability `predictions`: a COCO/LVIS results JSON from mmdetection,
 detectron2 or anything else). Either way they become one COCO results list, are validated,
 written as per-detection predictions, and scored by bench.metrics.coco.

@@ -86,7 +86,7 @@ class RetrievalTask(Task):
         data: CaptionSet = cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed)
         images = np.asarray(self.ctx.outputs("image_features", data.images))
         texts = np.asarray(self.ctx.outputs("text_features", data.captions))
-        i2t, t2i, i2t_top, t2i_top = ranks_on_device(images, texts, data.text_image, adapter.device, cfg.memory_mb)
+        i2t, t2i, i2t_top, t2i_top = ranks_on_device(images, texts, data.text_image, self.ctx.device, cfg.memory_mb)
         rows = retrieval_rows(i2t, t2i, data.text_image, self.ctx.uncertainty, dataset_name(cfg.dataset), data.images.name, KS)
         preds = pd.concat(
             [
