@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from bench.data.captions import draw_shape
+
 OUT = Path(__file__).resolve().parent.parent / "suites" / "data" / "wds-shapes"
 CLASSES = [("red", (215, 40, 40)), ("green", (40, 165, 60)), ("blue", (40, 70, 215)), ("yellow", (230, 205, 40))]
 SHAPES = ("square", "circle", "triangle")
@@ -20,13 +22,7 @@ def image(rgb, shape, i) -> bytes:
     img = Image.new("RGB", (32, 32), (240, 240, 240))
     d = ImageDraw.Draw(img)
     o = 2 + i % 6
-    box = (o, o, o + 20, o + 20)
-    if shape == "square":
-        d.rectangle(box, fill=rgb)
-    elif shape == "circle":
-        d.ellipse(box, fill=rgb)
-    else:
-        d.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=rgb)
+    draw_shape(d, shape, (o, o, o + 20, o + 20), rgb)
     b = io.BytesIO()
     img.save(b, "PNG")
     return b.getvalue()

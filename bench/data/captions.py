@@ -152,6 +152,16 @@ SHAPES = ("square", "circle", "triangle")
 PLACES = ("top left", "top right", "bottom left", "bottom right")
 
 
+def draw_shape(d: ImageDraw.ImageDraw, shape: str, box: tuple, fill) -> None:
+    """A filled square, circle or (upward) triangle in box (x0, y0, x1, y1)."""
+    if shape == "square":
+        d.rectangle(box, fill=fill)
+    elif shape == "circle":
+        d.ellipse(box, fill=fill)
+    else:
+        d.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=fill)
+
+
 class SyntheticCaptionsSpec(_Spec):
     """Generated shapes with one to five captions each, written once (offline smoke and tests)."""
 
@@ -181,13 +191,7 @@ class SyntheticCaptionsSpec(_Spec):
             d, h = ImageDraw.Draw(img), self.size // 2
             x0, y0 = (h if "right" in place else 0) + 4, (h if "bottom" in place else 0) + 4
             box = (x0, y0, x0 + h - 8, y0 + h - 8)
-            fill = COLOURS[colour]
-            if shape == "square":
-                d.rectangle(box, fill=fill)
-            elif shape == "circle":
-                d.ellipse(box, fill=fill)
-            else:
-                d.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=fill)
+            draw_shape(d, shape, box, COLOURS[colour])
             name = f"images/{i:04d}.png"
             img.save(tmp / name)
             phrasings = [
