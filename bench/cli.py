@@ -265,7 +265,7 @@ def compare(
         render = {Fmt.csv: ranking.render_ranking_csv, Fmt.html: ranking.render_ranking_html}.get(fmt, ranking.render_ranking_markdown)
         text = render(r)
         if output:
-            output.write_text(text)
+            _write_out(output, text)
             err.print(f"wrote {output}")
         else:
             sys.stdout.write(text)
@@ -282,7 +282,7 @@ def compare(
         return
     text = {Fmt.table: cmp.render_markdown, Fmt.markdown: cmp.render_markdown, Fmt.csv: cmp.render_csv, Fmt.html: cmp.render_html}[fmt](comp)
     if output:
-        output.write_text(text)
+        _write_out(output, text)
         err.print(f"wrote {output}")
     else:
         sys.stdout.write(text)
@@ -332,7 +332,7 @@ def check(
         out.print(t)
     tally = ", ".join(f"{n} {s}" for s, n in sorted(chk.counts(verdicts).items()))
     if summary:
-        summary.write_text(chk.render_markdown(verdicts))
+        _write_out(summary, chk.render_markdown(verdicts))
     if bad:
         out.print(f"[red]FAIL[/]: {len(bad)} of {len(verdicts)} baseline metrics are regressed, missing, failed or not comparable ({tally})")
         raise typer.Exit(1)
@@ -354,6 +354,8 @@ def report(
         path = rep.write([str(p) for p in results], output, str(baseline) if baseline else None, title, per_metric=_tolerances(None, results))
     except BenchError as e:
         _fail(e)
+    except OSError as e:  # a folder, a missing parent, no permission
+        _fail(BenchError(f"{output}: cannot write: {e.strerror or e}"), 1)
     err.print(f"wrote {path}")
 
 
@@ -510,6 +512,14 @@ def data_prepare(
         _fail(e, 1)
     out.print(f"wrote {n} images in {len(names)} classes to {root / name / split}")
     out.print(f"use: {prep.suite_snippet(name, root, split)}")
+
+
+def _write_out(path: Path, text: str) -> None:
+    """Write an output file, or one line naming it: a folder, a missing parent, no permission."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        _fail(BenchError(f"{path}: cannot write: {e.strerror or e}"), 1)
 
 
 def _run_plugins(results) -> None:

@@ -260,3 +260,14 @@ def test_data_errors_are_failed_jobs(small_folder, make_suite, tmp_path):
     assert err["text"] == f"{text_pt}: not a torch checkpoint or safetensors file: a text file ('not weights')"
     assert err["pickled"].startswith(f"{pickled}: refused: it holds pickled Python objects")
     assert all("\n" not in e for e in err)
+
+
+def test_an_output_path_that_is_a_folder_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    baseline = Path(__file__).resolve().parent.parent / "results" / "baselines" / "smoke.parquet"
+    for cmd in (["compare", str(baseline), "--format", "markdown", "-o", str(tmp_path)], ["report", str(baseline), "-o", str(tmp_path)]):
+        r = CliRunner().invoke(app, cmd)
+        assert r.exit_code == 1 and f"{tmp_path}: cannot write: Is a directory" in r.output and "Traceback" not in r.output, (cmd, r.output)
