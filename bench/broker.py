@@ -82,7 +82,7 @@ class Broker:
         self.batch_sizes = BatchSizes()
         self.console = console
 
-    def _key(self, st: JobState, adapter, split, capability: str, kwargs: dict, inputs=None) -> str:
+    def _key(self, st: JobState, adapter, split, capability: str, kwargs: dict, inputs=None, pre=None) -> str:
         env = environment()
         return short_hash(
             {
@@ -90,7 +90,7 @@ class Broker:
                 "sha": adapter.checkpoint_sha256,
                 "seed": st.job.settings.seed,
                 "precision": adapter.precision,
-                "pre": adapter.preprocess.as_dict(),
+                "pre": (pre or adapter.preprocess).as_dict(),
                 "cap": capability,
                 "kw": kwargs,
                 "inputs": split.paths if inputs is None else inputs,
@@ -100,12 +100,13 @@ class Broker:
         )
 
     # ---------------------------------------------------------------- images
-    def image_outputs(self, st: JobState, adapter, split, capability: str, **kwargs) -> np.ndarray:
+    def image_outputs(self, st: JobState, adapter, split, capability: str, preprocess=None, **kwargs) -> np.ndarray:
         """Batched outputs for a split, computed once per (model, inputs, preprocess, capability, kwargs).
 
         Kept in memory for the job's adapter and on disk in the output cache across runs, whole and
         in blocks of BLOCK items (so a killed run resumes mid-split, and torch.distributed ranks each
         compute their blocks). Features and logits come from one forward pass when the adapter gives both.
+        `preprocess` replaces the adapter's for this call (a resolution sweep), leaving the adapter as it is.
         """
         import torch
 
@@ -113,7 +114,8 @@ class Broker:
         from bench.data.images import ImageDataset, eval_transform
         from bench.dist import BLOCK, all_gather, world
 
-        key = self._key(st, adapter, split, capability, kwargs)
+        pre = preprocess or adapter.preprocess
+        key = self._key(st, adapter, split, capability, kwargs, pre=pre)
         if key in st.memo:
             return st.memo[key]
         cached = self.cache.get(key)
@@ -122,9 +124,8 @@ class Broker:
             return cached
         both = capability in PAIR and PAIR <= adapter.capabilities and hasattr(adapter, "features_and_logits")
         caps = ("image_features", "image_logits") if both else (capability,)
-        keys = [self._key(st, adapter, split, c, kwargs) for c in caps]
+        keys = [self._key(st, adapter, split, c, kwargs, pre=pre) for c in caps]
         fn = adapter.features_and_logits if both else getattr(adapter, CAPABILITIES.get(capability).method)
-        pre = adapter.preprocess
         ds = inputs.open_cached(split.paths, pre)  # decoded once by an earlier model with this preprocessing
         rank, size = world()
         builder = None
@@ -141,7 +142,7 @@ class Broker:
                 bkeys = [short_hash({"k": k, "block": b, "size": BLOCK}) for k in keys]
                 got = [self.cache.get(k) for k in bkeys]
                 if any(g is None for g in got):
-                    got = self._forward(st, adapter, fn, ds, b * BLOCK, min(len(ds), (b + 1) * BLOCK), both, kwargs, bar, capability, builder)
+                    got = self._forward(st, adapter, fn, ds, b * BLOCK, min(len(ds), (b + 1) * BLOCK), both, kwargs, bar, capability, builder, pre)
                     for k, g in zip(bkeys, got):
                         self.cache.put(k, g)
                 elif bar is not None:
@@ -177,13 +178,13 @@ class Broker:
                 self.cache.put(k, results[k])
         return results[key]
 
-    def _forward(self, st: JobState, adapter, fn, ds, lo: int, hi: int, both: bool, kwargs: dict, bar, capability: str, builder=None) -> list[np.ndarray]:
+    def _forward(self, st: JobState, adapter, fn, ds, lo: int, hi: int, both: bool, kwargs: dict, bar, capability: str, builder=None, pre=None) -> list[np.ndarray]:
         """Outputs for items lo..hi; an out-of-memory error halves the batch and continues where it stopped."""
         import torch
         from torch.utils.data import DataLoader, Subset
 
         s = st.job.settings
-        pre = adapter.preprocess
+        pre = pre or adapter.preprocess
         remember = short_hash({"m": st.job.model.model_dump(), "d": adapter.device.type, "p": adapter.precision, "size": pre.input_size, "cap": capability})
         bs = s.batch_size if s.batch_size != "auto" else self.batch_sizes.get(remember, AUTO_BATCH[adapter.device.type])
         chunks = []

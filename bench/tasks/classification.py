@@ -115,6 +115,7 @@ class ClassificationTask(Task):
     needs = frozenset({"image_logits", "image_features", "text_features"})
     headline = ("top1", "top1@*")
     cost = 2.0
+    _pre = None  # a resolution sweep's preprocessing for the current size (None: the model's own)
 
     @classmethod
     def required_capabilities(cls, cfg: ClassificationConfig) -> frozenset[str]:
@@ -126,39 +127,41 @@ class ClassificationTask(Task):
     def evaluate(self, adapter) -> TaskResult:
         cfg = self.cfg
         rows, frames, meta = [], [], {}
-        base = adapter.preprocess
-        try:
-            for res in cfg.resolutions or [None]:
-                if res:
-                    adapter.preprocess = replace(base, input_size=res)
-                test = self._split("test")
-                try:
-                    if cfg.protocol == "few_shot":
-                        r, pred, m = self._few_shot(adapter, test)
-                    else:
-                        scores, m = self._scores(adapter, test)
-                        r, pred, _ = self._rows(scores, test)
-                except (RuntimeError, AssertionError) as e:  # e.g. timm asserting a fixed ViT input size
-                    if not res:
-                        raise
-                    raise OutputError(
-                        f"model '{adapter.args.name}' cannot run at {res}px: {str(e).splitlines()[0]} (timm ViTs need kwargs: {{dynamic_img_size: true}})"
-                    ) from None
-                suffix = f"@{res}" if res else ""
-                for row in r:
-                    row["metric"] += suffix
-                rows += r
-                frames.append(pred.assign(resolution=res) if res else pred)
-                meta.update({f"{k}{suffix}": v for k, v in m.items()})
-        finally:
-            adapter.preprocess = base
+        for res in cfg.resolutions or [None]:
+            # the broker prepares images at this size; the adapter itself is left as it is
+            self._pre = replace(adapter.preprocess, input_size=res) if res else None
+            test = self._split("test")
+            try:
+                if cfg.protocol == "few_shot":
+                    r, pred, m = self._few_shot(adapter, test)
+                else:
+                    scores, m = self._scores(adapter, test)
+                    r, pred, _ = self._rows(scores, test)
+            except (RuntimeError, AssertionError) as e:  # e.g. timm asserting a fixed ViT input size
+                if not res:
+                    raise
+                raise OutputError(
+                    f"model '{adapter.args.name}' cannot run at {res}px: {str(e).splitlines()[0]} (timm ViTs need kwargs: {{dynamic_img_size: true}})"
+                ) from None
+            suffix = f"@{res}" if res else ""
+            for row in r:
+                row["metric"] += suffix
+            rows += r
+            frames.append(pred.assign(resolution=res) if res else pred)
+            meta.update({f"{k}{suffix}": v for k, v in m.items()})
         return TaskResult(rows=rows, predictions=pd.concat(frames, ignore_index=True), meta=meta)
+
+    def _images(self, capability: str, split: ImageSplit) -> np.ndarray:
+        """Image outputs at the sweep's current resolution (the model's own preprocessing otherwise)."""
+        if self._pre is None:
+            return self.ctx.outputs(capability, split)
+        return self.ctx.outputs(capability, split, preprocess=self._pre)
 
     def _scores(self, adapter, test: ImageSplit) -> tuple[np.ndarray, dict]:
         cfg = self.cfg
         meta: dict = {}
         if cfg.protocol == "head":
-            scores = self.ctx.outputs("image_logits", test)
+            scores = self._images("image_logits", test)
             if cfg.label_map:
                 name = cfg.label_map.removeprefix("catalogue:")
                 idx = np.asarray(zs_catalogue.entry(name).label_map if name != cfg.label_map else [int(x) for x in read_lines(cfg.label_map)])
@@ -193,14 +196,14 @@ class ClassificationTask(Task):
                 templates = [p for ps in per_class for p in ps]
             prompts = [p for ps in per_class for p in ps]
             text = np.asarray(self.ctx.outputs("text_features", prompts))
-            image = self.ctx.outputs("image_features", test)
+            image = self._images("image_features", test)
             meta = {"templates": len(templates), "templates_sha256": hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16], "weighting": z.weighting}
             if z.catalogue:
                 meta["catalogue"] = z.catalogue
             if z.cupl or z.prompts_file:
                 weights = class_weights(text, [len(ps) for ps in per_class])
             elif z.weighting == "zpe":
-                ref = self.ctx.outputs("image_features", z.reference.load("test", with_labels=False))
+                ref = self._images("image_features", z.reference.load("test", with_labels=False))
                 weights, w, s = zpe_weights(image, ref, text, len(test.classes), len(templates), temperature=z.temperature)
                 meta |= {"prompt_weights": [round(float(x), 6) for x in w], "prompt_scores": [round(float(x), 6) for x in s]}
             else:
@@ -212,7 +215,7 @@ class ClassificationTask(Task):
         train = self._split("train")
         if train.classes != test.classes:
             raise DataError(f"train split '{train.name}' and test split '{test.name}' have different classes")
-        return train, self.ctx.outputs("image_features", train), self.ctx.outputs("image_features", test)
+        return train, self._images("image_features", train), self._images("image_features", test)
 
     def _rows(self, scores: np.ndarray, test: ImageSplit) -> tuple[list[dict], pd.DataFrame, dict]:
         top = topk_indices(scores, 5)
