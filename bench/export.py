@@ -40,11 +40,10 @@ def exporters() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 def run_exporter(name: str, results: Path, out: Path, model: Optional[str] = None) -> list[tuple[Path, str]]:
-    import importlib
+    from adapters.python import resolve_factory  # the same "module:function" import as factories
 
     target, types = exporters()[name]
-    module, _, fn = target.partition(":")
-    return getattr(importlib.import_module(module), fn)(Path(results), Path(out), model, types)
+    return resolve_factory(target)(Path(results), Path(out), model, types)
 
 
 def _jobs(results: Path, want: tuple[str, ...]) -> dict[str, tuple[str, str, str, Path]]:
