@@ -1,10 +1,15 @@
-"""Frozen-feature protocols in numpy/scikit-learn: linear probe, DINO k-NN, zero-shot heads."""
+"""Frozen-feature protocols in torch on the job's device: linear probe, DINO k-NN, zero-shot heads.
+
+The scikit-learn/numpy versions they are held to live in bench.reference. Features arrive as
+numpy arrays (the broker's cache) and results go back as float64 numpy arrays.
+"""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+
+F32_EPS = 2.0**-24  # unit roundoff of float32
+FTOL = 8 * F32_EPS  # a relative loss decrease below this is float32 noise, not progress
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -12,59 +17,293 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
+def _rows_per_block(cols: int, memory_mb: float, itemsize: int = 4) -> int:
+    return max(1, int(memory_mb * 2**20 // max(1, cols * itemsize)))
+
+
+def topk_neighbours(query, bank, k: int, metric: str = "cosine", device: str = "cpu", memory_mb: float = 512.0):
+    """The k nearest bank rows of each query row, exact in float64, in blocks of at most ~memory_mb.
+
+    metric "cosine": the largest cosine similarities, descending; "sqeuclidean": the smallest squared
+    L2 distances (|q|² + |b|² − 2q·b), ascending. A float32 pass over bank blocks keeps 2k candidates
+    per query; they are rescored in float64, and a query whose k-th exact value is not clear of the
+    float32 pass's error bound is redone in float64 against the whole bank. The neighbours then do
+    not depend on the BLAS, the thread count or the device, and no query × bank matrix is ever held.
+    Returns (values [Q, k] float64, indices [Q, k] int64) as numpy arrays.
+    """
+    import torch
+
+    q_np, b_np = np.asarray(query), np.asarray(bank)
+    n, d = b_np.shape
+    k = min(k, n)
+    m = min(n, 2 * k + 8)
+    dev = torch.device(device)
+    bank_t = torch.from_numpy(np.ascontiguousarray(b_np))
+    on_dev = bank_t.to(dev)  # a no-op on the CPU for float32 input: the bank is never copied there
+    # per-bank-row terms in float64, once: 1/|b| (cosine) or |b|² (sqeuclidean)
+    bsq = torch.cat([(on_dev[s : s + 65536].double() ** 2).sum(1) for s in range(0, n, 65536)])
+    bterm = bsq.rsqrt() if metric == "cosine" else bsq
+    bterm32 = bterm.float()
+    bmax = float(bsq.max().sqrt()) if n else 0.0
+    nb = min(n, _rows_per_block(d + 2 * m, memory_mb / 2))  # bank rows per block: the block and its scores
+    qb = max(1, min(len(q_np), _rows_per_block(nb + m * d * 2, memory_mb / 2)))  # queries per block
+    sign = 1.0 if metric == "cosine" else -1.0  # candidates by the largest of sign · value
+
+    def exact(q64, idx):  # float64 values of the (query, bank row) pairs in idx [q, j]
+        cand = on_dev[idx.reshape(-1)].double().reshape(*idx.shape, d)
+        dot = torch.einsum("qd,qjd->qj", q64, cand)
+        if metric == "cosine":
+            return dot * bterm[idx]
+        return (q64 * q64).sum(1, keepdim=True) + bsq[idx] - 2 * dot
+
+    out_v, out_i = [], []
+    for s in range(0, len(q_np), qb):
+        q64 = torch.from_numpy(np.asarray(q_np[s : s + qb], dtype=np.float64)).to(dev)
+        qn = q64.norm(dim=1, keepdim=True)
+        q64c = q64 / qn.clamp_min(1e-12) if metric == "cosine" else q64
+        q32 = q64c.float()
+        best_v = torch.full((len(q32), 0), -float("inf"), device=dev)
+        best_i = torch.zeros((len(q32), 0), dtype=torch.long, device=dev)
+        for t in range(0, n, nb):
+            blk = on_dev[t : t + nb].float()
+            sc = q32 @ blk.T
+            sc = sc * bterm32[t : t + nb] if metric == "cosine" else sc - 0.5 * bterm32[t : t + nb]  # rank by q·b − |b|²/2
+            v, i = sc.topk(min(m, sc.shape[1]), dim=1)
+            best_v, j = torch.cat([best_v, v], 1).topk(min(m, best_v.shape[1] + v.shape[1]), dim=1)
+            best_i = torch.cat([best_i, i + t], 1).gather(1, j)
+        val = exact(q64c, best_i)
+        order = (sign * val).argsort(dim=1, descending=True, stable=True)[:, :k]
+        val, idx = val.gather(1, order), best_i.gather(1, order)
+        if m < n:
+            # |float32 score − exact| ≤ this, per query; a row outside the candidates scored ≤ the m-th
+            qnorm = torch.ones_like(qn[:, 0]) if metric == "cosine" else qn[:, 0]
+            bound = 4 * (d + 2) * F32_EPS * qnorm * (1.0 if metric == "cosine" else bmax) + (0 if metric == "cosine" else 2 * (d + 2) * F32_EPS * bmax**2)
+            kth = sign * val[:, -1] if metric == "cosine" else -0.5 * (val[:, -1] - (q64c * q64c).sum(1))
+            unsure = torch.nonzero(best_v[:, -1].double() + bound >= kth - bound).flatten()
+            for r in unsure.tolist():  # rare: near-ties at the boundary; float64 against the whole bank
+                vals = torch.cat([exact(q64c[r : r + 1], torch.arange(t, min(n, t + nb), device=dev)[None]) for t in range(0, n, nb)], 1)[0]
+                o = (sign * vals).argsort(descending=True, stable=True)[:k]
+                val[r], idx[r] = vals[o], o
+        out_v.append(val.cpu().numpy())
+        out_i.append(idx.cpu().numpy())
+    if not out_v:
+        return np.zeros((0, k)), np.zeros((0, k), dtype=np.int64)
+    return np.concatenate(out_v), np.concatenate(out_i)
+
+
 def knn_scores(
-    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 1024
+    train, train_labels, test, num_classes: int, k: int = 20, temperature: float = 0.07, device: str = "cpu", memory_mb: float = 512.0
 ) -> np.ndarray:
     """DINO's weighted k-NN: cosine similarity, top-k neighbours, votes weighted by exp(sim / T).
 
-    Similarities are float64: in float32 the order of near-tied neighbours follows the BLAS
-    reduction order, so the thread count and the CPU would pick the neighbours.
+    The neighbours and their similarities are exact float64 (topk_neighbours), so the votes equal
+    bench.reference.knn_scores_numpy's on any machine.
     """
-    train = l2_normalize(train.astype(np.float64))
-    test = l2_normalize(test.astype(np.float64))
-    k = min(k, len(train))
-    out = np.zeros((len(test), num_classes), dtype=np.float64)
-    for s in range(0, len(test), chunk):
-        sim = test[s : s + chunk] @ train.T
-        idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(sim, idx, axis=1)
-        w = np.exp(top / temperature)
-        rows = np.repeat(np.arange(len(idx)), k)
-        np.add.at(out[s : s + chunk], (rows, train_labels[idx].ravel()), w.ravel())
+    sim, idx = topk_neighbours(test, train, k, "cosine", device, memory_mb)
+    out = np.zeros((len(sim), num_classes), dtype=np.float64)
+    rows = np.repeat(np.arange(len(idx)), idx.shape[1])
+    np.add.at(out, (rows, np.asarray(train_labels)[idx].ravel()), np.exp(sim / temperature).ravel())
     return out
 
 
+class _Memory:
+    """L-BFGS curvature pairs (s, y) that carry along the C path.
+
+    The cross-entropy's curvature is the same at every C; only the ridge term λ‖W‖²/2 changes, by
+    exactly Δλ·s on the W part of y. Correcting the pairs for it lets a warm-started fit at the
+    next C take full quasi-Newton steps from its first iteration.
+    """
+
+    def __init__(self, size: int = 10):
+        self.size, self.pairs, self.lam = size, [], None
+
+    def clear(self):
+        self.pairs = []
+
+    def copy(self) -> "_Memory":
+        m = _Memory(self.size)
+        m.pairs, m.lam = list(self.pairs), self.lam
+        return m
+
+    def retarget(self, lam: float, d: int):
+        if self.lam is not None and lam != self.lam:
+            moved = []
+            for s, y in self.pairs:
+                y = y.clone()
+                y[:, :d] += (lam - self.lam) * s[:, :d]
+                moved.append((s, y))
+            self.pairs = [(s, y) for s, y in moved if float((s * y).sum()) > 1e-10]
+        self.lam = lam
+
+    def add(self, s, y):
+        if float((s * y).sum()) > 1e-10:
+            self.pairs = (self.pairs + [(s, y)])[-self.size :]
+
+    def direction(self, g):
+        q, alphas = g.clone(), []
+        for s, y in reversed(self.pairs):
+            a = float((s * q).sum()) / float((y * s).sum())
+            q -= a * y
+            alphas.append(a)
+        if self.pairs:
+            s, y = self.pairs[-1]
+            q *= float((s * y).sum()) / float((y * y).sum())
+        for (s, y), a in zip(self.pairs, reversed(alphas)):
+            q += (a - float((y * q).sum()) / float((y * s).sum())) * s
+        return -q
+
+
+class _LogReg:
+    """Multinomial logistic regression with scikit-learn's lbfgs objective, fitted by L-BFGS in torch.
+
+    Minimises mean cross-entropy + ‖W‖² / (2·C·n), the intercept unpenalised, and stops where
+    scikit-learn does: max |gradient| ≤ tol (1e-4) or max_iter iterations. torch.optim.LBFGS is not
+    used because it cannot keep its curvature memory from one C to the next. Logits are made in row
+    blocks, so memory is the features plus one block.
+    """
+
+    def __init__(self, x, y, num_classes: int, memory_mb: float = 512.0):
+        import torch
+
+        self.n, self.d = x.shape
+        self.k = num_classes
+        self.x1 = torch.cat([x, torch.ones(self.n, 1, dtype=x.dtype, device=x.device)], 1)  # the intercept as a feature of 1s
+        self.block = _rows_per_block(3 * num_classes, memory_mb)
+        self.y = y
+        self.y1h = torch.nn.functional.one_hot(y, num_classes).to(x.dtype)
+
+    def start(self, c: float):
+        """A start for the most regularised fit: intercepts at the log priors, W one scaled gradient step."""
+        import torch
+
+        prior = self.y1h.mean(0).clamp_min(1e-12)
+        w = torch.zeros(self.k, self.d + 1, dtype=self.x1.dtype, device=self.x1.device)
+        w[:, self.d] = prior.log()
+        _, g = self.loss_grad(w, c)
+        w[:, : self.d] -= g[:, : self.d] * (c * self.n)
+        return w
+
+    def loss_grad(self, w, c: float):
+        import torch
+
+        lam = 1.0 / (c * self.n)
+        g = torch.zeros_like(w)
+        loss = 0.0
+        for s in range(0, self.n, self.block):
+            x, y1h = self.x1[s : s + self.block], self.y1h[s : s + self.block]
+            z = x @ w.T
+            lse = torch.logsumexp(z, 1, keepdim=True)
+            loss += float((lse[:, 0] - (z * y1h).sum(1)).double().sum())
+            p = z.sub_(lse).exp_().sub_(y1h)
+            g.addmm_(p.T, x)
+        g /= self.n
+        W = w[:, : self.d]
+        g[:, : self.d] += lam * W
+        return loss / self.n + 0.5 * lam * float((W * W).sum()), g
+
+    def fit(self, c: float, w0, memory: "_Memory", max_iter: int = 1000, tol: float = 1e-4):
+        """L-BFGS with an Armijo backtracking line search, from w0, keeping curvature pairs in `memory`."""
+        import torch
+
+        memory.retarget(1.0 / (c * self.n), self.d)
+        w = w0.clone()
+        loss, g = self.loss_grad(w, c)
+        for _ in range(max_iter):
+            if float(g.abs().max()) <= tol:
+                break
+            d = memory.direction(g)
+            slope = float((g * d).sum())
+            if slope >= 0:  # not a descent direction: start the memory again
+                memory.clear()
+                d, slope = -g, -float((g * g).sum())
+            t = 1.0 if memory.pairs else min(1.0, 1.0 / float(g.abs().sum()))
+            for _ in range(30):
+                w_new = w + t * d
+                loss_new, g_new = self.loss_grad(w_new, c)
+                if loss_new <= loss + 1e-4 * t * slope:
+                    break
+                t *= 0.5
+            else:
+                break  # no decrease left at float32 precision: as converged as it gets
+            memory.add(w_new - w, g_new - g)
+            flat = loss - loss_new <= FTOL * max(abs(loss), abs(loss_new), 1.0)
+            w, loss, g = w_new, loss_new, g_new
+            if flat:  # scipy's ftol test, at float32's resolution of the loss
+                break
+        return w
+
+    @staticmethod
+    def logits(w, x):
+        d = x.shape[1]
+        return x @ w[:, :d].T + w[:, d]
+
+
+def _path_start(solutions: dict, log_c: float):
+    """The solution at log_c interpolated (linearly in log C) from the solved ones either side, else the nearest."""
+    lo = [c for c in solutions if c < log_c]
+    hi = [c for c in solutions if c > log_c]
+    if not lo or not hi:
+        return solutions[min(solutions, key=lambda c: abs(c - log_c))]
+    a, b = max(lo), min(hi)
+    t = (log_c - a) / (b - a)
+    return solutions[a] * (1 - t) + solutions[b] * t
+
+
 def linear_probe(
-    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, held_out: float = 0.2, max_iter: int = 1000, seed: int = 0, refine_steps: int = 2
+    train,
+    train_labels,
+    test,
+    held_out: float = 0.2,
+    max_iter: int = 1000,
+    seed: int = 0,
+    refine_steps: int = 2,
+    device: str = "cpu",
+    memory_mb: float = 512.0,
+    sweep_tol: float = 1e-4,
 ):
     """CLIP's protocol: L2-regularised logistic regression, C chosen on a held-out part of train.
 
     A coarse sweep over C in 1e-6..1e6, then a parametric binary search between the best C and
-    its neighbours in log space; the final model is refit on all of train. Returns
-    (test class probabilities, chosen C, held-out accuracy at that C).
+    its neighbours in log space; the final model is refit on all of train. The same split, grid,
+    objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 on the
+    job's device with warm starts along the C path (each fit starts from the nearest C's solution).
+    sweep_tol is where the held-out fits stop (scikit-learn's tol, 1e-4; the final fit always uses it).
+    Returns (test class probabilities [N, max label + 1], chosen C, held-out accuracy at that C).
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+    import torch
     from sklearn.model_selection import train_test_split
 
-    counts = np.bincount(train_labels)
-    strat = train_labels if counts[counts > 0].min() >= 2 else None
+    labels = np.asarray(train_labels)
+    counts = np.bincount(labels)
+    strat = labels if counts[counts > 0].min() >= 2 else None
     tr, va = train_test_split(np.arange(len(train)), test_size=held_out, random_state=seed, stratify=strat)
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    x_all = torch.as_tensor(np.asarray(train), dtype=torch.float32).to(dev)
 
-    def fit(c, x, y):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return LogisticRegression(C=c, max_iter=max_iter, random_state=seed).fit(x, y)
+    def problem(rows):  # as scikit-learn: the classes are those present in the rows fitted
+        classes, y = np.unique(labels[rows], return_inverse=True)
+        return _LogReg(x_all[torch.as_tensor(rows, device=dev)], torch.as_tensor(y, device=dev), len(classes), memory_mb), classes
 
+    held, held_classes = problem(tr)
+    x_va, y_va = x_all[torch.as_tensor(va, device=dev)], labels[va]
     scores: dict[float, float] = {}
+    weights: dict[float, object] = {}
+    memory: dict[float, _Memory] = {}  # each C's curvature pairs, the start of the fits next to it
 
     def held_out_acc(log_c: float) -> float:
         if log_c not in scores:
-            clf = fit(10.0**log_c, train[tr], train_labels[tr])
-            scores[log_c] = float((clf.predict(train[va]) == train_labels[va]).mean())
+            near = min(weights, key=lambda c: abs(c - log_c), default=None)
+            w0 = _path_start(weights, log_c) if weights else held.start(10.0**log_c)
+            memory[log_c] = memory[near].copy() if near is not None else _Memory()
+            weights[log_c] = held.fit(10.0**log_c, w0, memory[log_c], max_iter, sweep_tol)
+            pred = held_classes[_LogReg.logits(weights[log_c], x_va).argmax(1).cpu().numpy()]
+            scores[log_c] = float((pred == y_va).mean())
         return scores[log_c]
 
-    grid = [-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]
+    grid = [-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]  # strongest regularisation first: the warm-start path
+    for c in grid:
+        held_out_acc(c)
     best = max(grid, key=lambda c: (held_out_acc(c), -abs(c)))
     step = 2.0
     for _ in range(refine_steps):
@@ -72,9 +311,12 @@ def linear_probe(
         for cand in (best - step, best + step):
             held_out_acc(cand)
         best = max((best - step, best, best + step), key=lambda c: (held_out_acc(c), -abs(c)))
-    clf = fit(10.0**best, train, train_labels)
-    proba = np.zeros((len(test), int(train_labels.max()) + 1))
-    proba[:, clf.classes_] = clf.predict_proba(test)
+    full, classes = problem(np.arange(len(train)))
+    w0 = weights[best] if len(classes) == len(held_classes) else full.start(10.0**best)
+    w = full.fit(10.0**best, w0, memory[best].copy() if len(classes) == len(held_classes) else _Memory(), max_iter)
+    x_test = torch.as_tensor(np.asarray(test), dtype=torch.float32).to(dev)
+    proba = np.zeros((len(x_test), int(labels.max()) + 1))
+    proba[:, classes] = torch.softmax(_LogReg.logits(w, x_test).double(), 1).cpu().numpy()
     return proba, 10.0**best, scores[best]
 
 

@@ -47,7 +47,7 @@ def test_knn_matches_dino():
     rng = np.random.default_rng(0)
     train, test = rng.normal(size=(300, 16)), rng.normal(size=(50, 16))
     labels = rng.integers(0, 5, 300)
-    ours = knn_scores(train, labels, test, 5, k=20, temperature=0.07, chunk=7)
+    ours = knn_scores(train, labels, test, 5, k=20, temperature=0.07, memory_mb=0.01)  # many small blocks
     ref = dino_knn_reference(train.astype(np.float32), labels, test.astype(np.float32), 20, 0.07, 5)
     np.testing.assert_allclose(ours, ref, rtol=1e-5)
     assert (ours.argmax(1) == ref.argmax(1)).all()
@@ -71,8 +71,11 @@ def test_linear_probe_refits_chosen_c():
     yt = rng.integers(0, 4, 100)
     xt = centers[yt] + rng.normal(size=(100, 8))
     proba, c, held = linear_probe(x, y, xt, seed=0)
+    # the final model is scikit-learn's at the chosen C: both stop at max|gradient| <= 1e-4, from
+    # different starts, so they agree on the classes, not to the last digit of each probability
     ref = LogisticRegression(C=c, max_iter=1000, random_state=0).fit(x, y).predict_proba(xt)
-    np.testing.assert_allclose(proba, ref, atol=1e-12)
+    assert (proba.argmax(1) == ref.argmax(1)).mean() >= 0.98
+    assert np.abs(proba - ref).max() < 0.05
     assert 1e-6 <= c <= 1e6 and 0.5 < held <= 1.0
     assert (proba.argmax(1) == yt).mean() > 0.7
 

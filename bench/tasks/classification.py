@@ -180,10 +180,12 @@ class ClassificationTask(Task):
         elif cfg.protocol in ("linear_probe", "knn"):
             train, f_train, f_test = self._train_features(adapter, test)
             if cfg.protocol == "knn":
-                scores = knn_scores(f_train, train.labels, f_test, len(test.classes), cfg.knn.k, cfg.knn.temperature)
+                scores = knn_scores(f_train, train.labels, f_test, len(test.classes), cfg.knn.k, cfg.knn.temperature, self.ctx.device)
                 meta = {"k": cfg.knn.k, "temperature": cfg.knn.temperature}
             else:
-                scores, c, held = linear_probe(f_train, train.labels, f_test, cfg.linear_probe.held_out, cfg.linear_probe.max_iter, self.ctx.seed)
+                scores, c, held = linear_probe(
+                    f_train, train.labels, f_test, cfg.linear_probe.held_out, cfg.linear_probe.max_iter, self.ctx.seed, device=self.ctx.device
+                )
                 meta = {"C": c, "held_out_top1": held}
         else:  # zero_shot
             z = cfg.zero_shot
