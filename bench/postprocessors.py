@@ -1,4 +1,8 @@
-"""OOD postprocessors on cached outputs: numpy only, each a small class with ``fit`` and ``score``.
+"""OOD postprocessors on cached outputs, each a small class with ``fit`` and ``score``.
+
+The output-only scores are numpy; Mahalanobis, Relative Mahalanobis, KNN and ViM fit covariances,
+projections and neighbours in float64 torch on the job's device (their numpy/scikit-learn versions
+are in bench.reference, and the tests hold the two equal).
 
 Scores are higher for ID. Inputs are the model's cached outputs (``Outputs``), and, for methods
 that recompute logits from modified features, the linear head that maps penultimate features to
@@ -52,8 +56,10 @@ def register_postprocessor(cls):
     return POSTPROCESSORS.register(cls.name)(cls)
 
 
-def create_postprocessor(name: str, **hparams) -> Postprocessor:
-    return POSTPROCESSORS.get(name)(**hparams)
+def create_postprocessor(name: str, device: str = "cpu", **hparams) -> Postprocessor:
+    pp = POSTPROCESSORS.get(name)(**hparams)
+    pp.device = device  # where the torch ones (Mahalanobis, RMDS, KNN, ViM) fit and score
+    return pp
 
 
 def list_postprocessors(pattern: str = "*") -> list[str]:
@@ -125,36 +131,65 @@ class MCM(Postprocessor):
         return softmax(_f64(x.logits) / self.temperature, axis=1).max(axis=1)
 
 
-def _class_gaussians(features: np.ndarray, labels: np.ndarray):
-    """Class means and the precision of the shared covariance of class-centred features."""
-    from sklearn.covariance import EmpiricalCovariance
+def _t(a, device: str):
+    import torch
 
-    classes = np.unique(labels)
-    means = np.stack([features[labels == c].mean(axis=0) for c in classes])
-    centred = features - means[np.searchsorted(classes, labels)]
-    return means, EmpiricalCovariance(assume_centered=False).fit(centred).precision_
+    return torch.as_tensor(np.asarray(a, dtype=np.float64), device=torch.device(device))
 
 
-def _neg_mahalanobis(features: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    d = features - mean
-    return -((d @ precision) * d).sum(axis=1)  # a BLAS matmul; a 3-operand einsum loops in Python-speed C
+def _covariance(x, centred: bool):
+    """scikit-learn's EmpiricalCovariance: the mean-removed (or, centred=True, raw) second moment, biased."""
+    if not centred:
+        x = x - x.mean(0)
+    return x.T @ x / len(x)
+
+
+def _pinvh(cov):
+    """scipy.linalg.pinvh: eigenvalues below max|λ|·n·eps are dropped."""
+    import torch
+
+    vals, vecs = torch.linalg.eigh(cov)
+    keep = vals.abs() > vals.abs().max() * cov.shape[0] * torch.finfo(cov.dtype).eps
+    return (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
+
+
+def _neg_mahalanobis(x, means, precision):
+    """−(x−μ_c)ᵀ P (x−μ_c) for every class c at once: xᵀPx − 2xᵀPμ_c + μ_cᵀPμ_c, one matmul per term."""
+    xp = x @ precision
+    mp = means @ precision
+    return -((xp * x).sum(1, keepdim=True) - 2 * xp @ means.T + (mp * means).sum(1))
+
+
+class _Torch(Postprocessor):
+    """A postprocessor that fits and scores in float64 torch on `device` (set by create_postprocessor)."""
+
+    device = "cpu"
 
 
 @register_postprocessor
-class Mahalanobis(Postprocessor):
+class Mahalanobis(_Torch):
     """Max over classes of −(x−μ_c)ᵀ Σ⁻¹ (x−μ_c), Σ shared across classes (Lee et al., 2018; OpenOOD 'mds')."""
 
     name = "mahalanobis"
     needs = frozenset({"features", "labels"})
 
     def fit(self, train, head=None):
-        f = _f64(train.features)
-        self._means, self._precision = _class_gaussians(f, np.asarray(train.labels))
+        import torch
+
+        f = _t(train.features, self.device)
+        labels = np.asarray(train.labels)
+        classes, inv = np.unique(labels, return_inverse=True)
+        inv = torch.as_tensor(inv, device=f.device)
+        counts = torch.bincount(inv, minlength=len(classes)).to(f.dtype)
+        self._means = torch.zeros(len(classes), f.shape[1], dtype=f.dtype, device=f.device).index_add_(0, inv, f) / counts[:, None]
+        self._precision = _pinvh(_covariance(f - self._means[inv], centred=False))
         return self
 
     def score(self, x):
-        f = _f64(x.features)
-        return np.stack([_neg_mahalanobis(f, m, self._precision) for m in self._means], axis=1).max(axis=1)
+        return self._scores(_t(x.features, self.device)).cpu().numpy()
+
+    def _scores(self, f):
+        return _neg_mahalanobis(f, self._means, self._precision).max(1).values
 
 
 @register_postprocessor
@@ -164,31 +199,27 @@ class RelativeMahalanobis(Mahalanobis):
     name = "relative_mahalanobis"
 
     def fit(self, train, head=None):
-        from sklearn.covariance import EmpiricalCovariance
-
         super().fit(train)
-        f = _f64(train.features)
-        self._mean0 = f.mean(axis=0)
-        self._precision0 = EmpiricalCovariance(assume_centered=False).fit(f - self._mean0).precision_
+        f = _t(train.features, self.device)
+        self._mean0 = f.mean(0, keepdim=True)
+        self._precision0 = _pinvh(_covariance(f - self._mean0, centred=False))
         return self
 
-    def score(self, x):
-        f = _f64(x.features)
+    def _scores(self, f):
         background = _neg_mahalanobis(f, self._mean0, self._precision0)
-        return np.stack([_neg_mahalanobis(f, m, self._precision) - background for m in self._means], axis=1).max(axis=1)
+        return (_neg_mahalanobis(f, self._means, self._precision) - background).max(1).values
 
 
 @register_postprocessor
-class KNN(Postprocessor):
+class KNN(_Torch):
     """−(squared L2 distance to the k-th nearest ID-train feature), features normalised (Sun et al., 2022).
 
     Normalisation is OpenOOD's ``x / ‖x‖ + 1e-10``; its faiss IndexFlatL2 returns squared distances.
+    The neighbours are bench.probes.topk_neighbours': exact float64, in bounded memory.
     """
 
     name = "knn"
     needs = frozenset({"features"})
-
-    chunk = 2048  # query rows per distance block, to bound memory
 
     def __init__(self, k: int = 50):
         self.k = k
@@ -199,22 +230,17 @@ class KNN(Postprocessor):
 
     def fit(self, train, head=None):
         self._bank = self._normalise(_f64(train.features))
-        self._bank_sq = (self._bank**2).sum(axis=1)
         return self
 
     def score(self, x):
-        q = self._normalise(_f64(x.features))
-        k = min(self.k, len(self._bank))
-        out = np.empty(len(q))
-        for s in range(0, len(q), self.chunk):
-            block = q[s : s + self.chunk]
-            d2 = (block**2).sum(axis=1)[:, None] + self._bank_sq[None, :] - 2 * block @ self._bank.T
-            out[s : s + self.chunk] = -np.partition(np.maximum(d2, 0), k - 1, axis=1)[:, k - 1]
-        return out
+        from bench.probes import topk_neighbours
+
+        d2, _ = topk_neighbours(self._normalise(_f64(x.features)), self._bank, self.k, "sqeuclidean", self.device)
+        return -np.maximum(d2[:, -1], 0)
 
 
 @register_postprocessor
-class ViM(Postprocessor):
+class ViM(_Torch):
     """Virtual-logit matching (Wang et al., 2022): energy − α·‖residual of x−u off the principal subspace‖.
 
     u = −pinv(W)·b; the principal subspace is the top-`dim` eigenvectors of the (uncentred about u)
@@ -228,25 +254,24 @@ class ViM(Postprocessor):
         self.dim = dim
 
     def fit(self, train, head=None):
-        from sklearn.covariance import EmpiricalCovariance
+        import torch
 
-        f = _f64(train.features)
-        w, b = _f64(head.weight), _f64(head.bias)
-        self._w, self._b = w, b
-        self._u = -np.linalg.pinv(w) @ b
-        # store_precision=False: ViM needs the covariance only, and the precision's pinvh is the slow part
-        cov = EmpiricalCovariance(assume_centered=True, store_precision=False).fit(f - self._u).covariance_
-        vals, vecs = np.linalg.eigh(cov)  # symmetric: real, and a residual norm is basis-free
-        order = np.argsort(-vals)
-        self._ns = np.ascontiguousarray(vecs[:, order[self.dim :]])
-        logits = f @ w.T + b
-        self._alpha = logits.max(axis=1).mean() / np.linalg.norm((f - self._u) @ self._ns, axis=1).mean()
+        f = _t(train.features, self.device)
+        self._w, self._b = _t(head.weight, self.device), _t(head.bias, self.device)
+        self._u = -torch.linalg.pinv(self._w) @ self._b
+        vals, vecs = torch.linalg.eigh(_covariance(f - self._u, centred=True))  # symmetric: a residual norm is basis-free
+        order = torch.argsort(-vals)
+        self._ns = vecs[:, order[self.dim :]].contiguous()
+        logits = f @ self._w.T + self._b
+        self._alpha = logits.max(1).values.mean() / ((f - self._u) @ self._ns).norm(dim=1).mean()
         return self
 
     def score(self, x):
-        f = _f64(x.features)
-        energy = logsumexp(f @ self._w.T + self._b, axis=1)
-        return energy - self._alpha * np.linalg.norm((f - self._u) @ self._ns, axis=1)
+        import torch
+
+        f = _t(x.features, self.device)
+        energy = torch.logsumexp(f @ self._w.T + self._b, 1)
+        return (energy - self._alpha * ((f - self._u) @ self._ns).norm(dim=1)).cpu().numpy()
 
 
 @register_postprocessor

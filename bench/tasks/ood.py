@@ -208,7 +208,7 @@ class OODTask(Task):
         if spec.name in MODEL_METHODS:
             args = {**MODEL_METHODS[spec.name], **hp}
             return lambda split, x: self.ctx.outputs("odin_scores", split, **args).astype(np.float64)
-        pp = create_postprocessor(spec.name, **hp).fit(train, head)
+        pp = create_postprocessor(spec.name, self.ctx.device, **hp).fit(train, head)
         if spec.name == "mcm":
             return lambda split, x: pp.score(Outputs(logits=self._mcm_logits(adapter, x.features, id_test)))
         return lambda split, x: pp.score(x)
