@@ -35,6 +35,19 @@ def blas_threads():
     return threadpool_limits(limits=int(os.environ.get("BENCH_BLAS_THREADS", "1")), user_api="blas")
 
 
+def set_process_threads(threads: int) -> None:
+    """torch intra-op and OpenMP threads for this process, as the pool sets them per worker.
+
+    BLAS stays at blas_threads() while tasks run. Set once, before the first job, so every job
+    of an in-process run uses the same thread counts whatever ran before it in the process.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="openmp")
+
+
 def resolve_device(device: str) -> str:
     import torch
 

@@ -119,6 +119,10 @@ class Scheduler:
                 return self._run_cluster(launcher, slurm, device, boot)
             if workers > 1 or gpus:
                 return self._run_pool(workers, gpus, boot)
+            from bench.executor import set_process_threads
+
+            # in this process: torch/OpenMP on every core (BENCH_THREADS to change), as a pool worker sets its share
+            set_process_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
             return self._run(device)
         finally:
             if lock is not None:
