@@ -29,6 +29,7 @@ def topk_neighbours(query, bank, k: int, metric: str = "cosine", device: str = "
     per query; they are rescored in float64, and a query whose k-th exact value is not clear of the
     float32 pass's error bound is redone in float64 against the whole bank. The neighbours then do
     not depend on the BLAS, the thread count or the device, and no query × bank matrix is ever held.
+    Exact ties (duplicate bank rows, common with random-init features) go to the lowest bank index.
     Returns (values [Q, k] float64, indices [Q, k] int64) as numpy arrays.
     """
     import torch
@@ -71,6 +72,7 @@ def topk_neighbours(query, bank, k: int, metric: str = "cosine", device: str = "
             v, i = sc.topk(min(m, sc.shape[1]), dim=1)
             best_v, j = torch.cat([best_v, v], 1).topk(min(m, best_v.shape[1] + v.shape[1]), dim=1)
             best_i = torch.cat([best_i, i + t], 1).gather(1, j)
+        best_i = best_i.sort(dim=1).values  # exact ties then go to the lowest bank index, as below
         val = exact(q64c, best_i)
         order = (sign * val).argsort(dim=1, descending=True, stable=True)[:, :k]
         val, idx = val.gather(1, order), best_i.gather(1, order)
@@ -203,7 +205,6 @@ class _LogReg:
 
     def fit(self, c: float, w0, memory: "_Memory", max_iter: int = 1000, tol: float = 1e-4):
         """L-BFGS with an Armijo backtracking line search, from w0, keeping curvature pairs in `memory`."""
-        import torch
 
         memory.retarget(1.0 / (c * self.n), self.d)
         w = w0.clone()

@@ -15,6 +15,7 @@ from scipy.special import logsumexp
 from bench.postprocessors import Postprocessor, _f64
 from bench.probes import l2_normalize
 
+
 def knn_scores_numpy(
     train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 1024
 ) -> np.ndarray:
@@ -29,7 +30,7 @@ def knn_scores_numpy(
     out = np.zeros((len(test), num_classes), dtype=np.float64)
     for s in range(0, len(test), chunk):
         sim = test[s : s + chunk] @ train.T
-        idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        idx = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # exact ties: the lowest train index
         top = np.take_along_axis(sim, idx, axis=1)
         w = np.exp(top / temperature)
         rows = np.repeat(np.arange(len(idx)), k)
@@ -82,6 +83,7 @@ def linear_probe_sklearn(
 
 
 # OOD postprocessors as numpy/scikit-learn compute them; bench.postprocessors has the torch ones
+
 
 def _class_gaussians(features: np.ndarray, labels: np.ndarray):
     """Class means and the precision of the shared covariance of class-centred features."""

@@ -100,6 +100,23 @@ def test_neighbours_exact_under_near_ties():
         np.testing.assert_allclose(np.take_along_axis(full, idx, 1), vals, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_exact_duplicates_go_to_the_lowest_index(device):
+    # a random-init backbone maps many images to one feature vector: the neighbours among the
+    # duplicates must be a rule (lowest train index), not whatever order a partial sort leaves
+    rng = np.random.default_rng(4)
+    x, y = clustered(900, 16, 6, noise=1.0, seed=4)
+    dup = rng.choice(800, 500, replace=False)
+    x[dup] = x[dup[0]]
+    train, test = x[:800], x[800:]
+    test[:40] = x[dup[0]]
+    ref = knn_scores_numpy(train, y[:800], test, 6, k=20)
+    _, idx = topk_neighbours(test[:40], train, 20, device=device)
+    assert (idx == np.sort(dup)[:20]).all()
+    for mb in (0.01, 512.0):
+        np.testing.assert_allclose(knn_scores(train, y[:800], test, 6, k=20, device=device, memory_mb=mb), ref, rtol=1e-6, atol=0)
+
+
 def ood_data(seed=3):
     x, y = clustered(3000, 32, 12, noise=2.0, seed=seed)
     rng = np.random.default_rng(seed)
