@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -87,8 +89,12 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def write_frame(path: Path, df: pd.DataFrame) -> None:
-    atomic_write_bytes(path, lambda tmp: df.to_parquet(tmp, index=False))
+def write_frame(path: Path, df: pd.DataFrame | pa.Table) -> None:
+    """A DataFrame, or an Arrow table (typed columns built without a pandas round trip)."""
+    if isinstance(df, pa.Table):
+        atomic_write_bytes(path, lambda tmp: pq.write_table(df, tmp))
+    else:
+        atomic_write_bytes(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def write_json(path: Path, obj) -> None:
@@ -153,11 +159,25 @@ def job_rows_ok(path: Path) -> bool:
 def environment() -> dict[str, Optional[str]]:
     import bench
 
-    def version(mod):
+    def version(dist):
+        # the installed distribution's version, read from its metadata: importing timm and
+        # open_clip only to read __version__ costs seconds on a run that never uses them
         try:
-            return __import__(mod).__version__
-        except Exception:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             return None
+
+    def torch_version():
+        # with the local build tag (+cpu, +cu130) that the metadata lacks, read from torch/version.py
+        import importlib.util
+        import re
+
+        spec = importlib.util.find_spec("torch")
+        try:
+            text = (Path(spec.origin).parent / "version.py").read_text()
+            return re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M).group(1)
+        except (AttributeError, OSError, TypeError):
+            return version("torch")
 
     src = Path(bench.__file__).resolve().parent.parent
     try:
@@ -167,9 +187,9 @@ def environment() -> dict[str, Optional[str]]:
     return {
         "bench_version": bench.__version__,
         "git_sha": sha,
-        "torch": version("torch"),
+        "torch": torch_version(),
         "timm": version("timm"),
-        "open_clip": version("open_clip"),
+        "open_clip": version("open_clip_torch"),
         "blas": blas_library(),
     }
 
@@ -198,6 +218,8 @@ def blas_library() -> Optional[str]:
 
 def machine(device: str) -> dict:
     """What the numbers ran on: the CPU model or the GPU name, and the torch thread count."""
+    if not device.startswith("cuda") and "torch" not in sys.modules:
+        return {"machine": cpu_model(), "threads": None}  # a results-file run: torch never ran
     import torch
 
     name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") and torch.cuda.is_available() else cpu_model()
