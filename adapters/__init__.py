@@ -2,16 +2,21 @@
 
 from adapters.base import ADAPTERS, Adapter, AdapterArgs, Preprocess, create_adapter, list_adapters, register_adapter
 
-# Importing the modules registers the adapters.
-from adapters import detectors as _detectors  # noqa: E402,F401
-from adapters import hf_clip as _hf_clip  # noqa: E402,F401
-from adapters import open_clip as _open_clip  # noqa: E402,F401
-from adapters import predictions as _predictions  # noqa: E402,F401
-from adapters import python as _python  # noqa: E402,F401
-from adapters import region_clip as _region_clip  # noqa: E402,F401
-from adapters import timm as _timm  # noqa: E402,F401
-from adapters import transformers as _transformers  # noqa: E402,F401
-from adapters import video as _video  # noqa: E402,F401
+# Each module registers its adapters when imported; it is imported on the first ADAPTERS.get of one
+# of its names, so a suite of results files never loads torch, timm or open_clip.
+for _name, _module in {
+    "clip_nlq": "adapters.video",
+    "hf_clip": "adapters.hf_clip",
+    "open_clip": "adapters.open_clip",
+    "predictions": "adapters.predictions",
+    "python": "adapters.python",
+    "region_clip": "adapters.region_clip",
+    "timm": "adapters.timm",
+    "torchvision_detector": "adapters.detectors",
+    "transformers": "adapters.transformers",
+    "video_heads": "adapters.video",
+}.items():
+    ADAPTERS.lazy(_name, _module)
 
 from bench.plugins import load_entry_points  # noqa: E402
 

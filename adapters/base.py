@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import CheckpointError, OutputError
 from bench.registry import Registry
 
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used, so a results-file run never loads it
+    import torch
 
 
 # the output shape of each tensor capability, for OutputError messages
@@ -53,6 +54,8 @@ class PreprocessArgs(BaseModel):
 
 def memory_format() -> torch.memory_format:
     """channels_last unless BENCH_CHANNELS_LAST=0 (for checking that numbers do not hang on the layout)."""
+    import torch
+
     return torch.contiguous_format if os.environ.get("BENCH_CHANNELS_LAST", "1") == "0" else torch.channels_last
 
 
@@ -70,6 +73,7 @@ class Adapter:
     description: ClassVar[str] = ""
     offers: ClassVar[str] = ""  # capabilities in words, for `bench list adapters`
     provides: ClassVar[frozenset] = frozenset()  # every capability it may offer (checked at registration)
+    runs_model: ClassVar[bool] = True  # False: it reads results files, so a run of only such models needs no torch or device
 
     preprocess: Preprocess = Preprocess()
 
@@ -84,7 +88,12 @@ class Adapter:
 
     def __init__(self, args: AdapterArgs, device: str = "cpu", precision: str = "fp32", seed: int = 0):
         self.args = args
-        self.device = torch.device(device)
+        if self.runs_model:
+            import torch
+
+            self.device = torch.device(device)
+        else:
+            self.device = device  # a name only: nothing runs, and torch is never imported
         self.precision = precision
         self.seed = seed
         self.capabilities = self.capabilities_for(args)
@@ -93,9 +102,13 @@ class Adapter:
     # ---- helpers shared by torch adapters
     @property
     def dtype(self) -> Optional[torch.dtype]:
+        import torch
+
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
     def autocast(self):
+        import torch
+
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
@@ -106,6 +119,8 @@ class Adapter:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW → normalised float on the adapter's device."""
+        import torch
+
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format())
         key = (self.preprocess.mean, self.preprocess.std)
         if getattr(self, "_norm_key", None) != key:
@@ -125,6 +140,8 @@ class Adapter:
 
     @staticmethod
     def check_finite(t: torch.Tensor, what: str, model: str) -> torch.Tensor:
+        import torch
+
         if not torch.isfinite(t).all():
             bad = "NaN" if torch.isnan(t).any() else "Inf"
             raise OutputError(f"model '{model}' produced {bad} in {what}")
@@ -151,6 +168,8 @@ class Adapter:
 
         Default: the wrapped module's get_classifier() (timm's convention), which must be one nn.Linear.
         """
+        import torch
+
         get = getattr(getattr(self, "model", None), "get_classifier", None)
         head = get() if get else None
         if not isinstance(head, torch.nn.Linear):
@@ -166,6 +185,8 @@ class Adapter:
         """ODIN (Liang et al., 2018) as OpenOOD computes it: one signed-gradient step against the
         temperature-scaled loss of the predicted class, scaled by 1/std per channel, then the max
         softmax of the temperature-scaled logits of the perturbed input."""
+        import torch
+
         x = self.normalize(images).detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits_with_grad(x).float()

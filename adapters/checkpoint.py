@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import CheckpointError
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used, so a results-file run never loads it
+    import torch
 
 _WRAPPERS = ("state_dict", "model", "module", "model_state", "ema")
 
@@ -76,6 +78,8 @@ def _refused(path: str, msg: str) -> str:
 
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    import torch
+
     kind, what = sniff(path)  # by content, not name: a .pt may be safetensors, a text file, an HTML error page
     try:
         if kind == "safetensors":

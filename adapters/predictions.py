@@ -36,6 +36,7 @@ class PredictionsAdapter(Adapter):
     Args = PredictionsArgs
     description = "results files from any framework (mmdetection, detectron2, …), scored like a model"
     offers = "predictions"
+    runs_model = False
 
     @classmethod
     def capabilities_for(cls, args: PredictionsArgs) -> frozenset[str]:

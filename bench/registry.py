@@ -18,6 +18,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}  # name → module whose import registers it
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -28,14 +29,25 @@ class Registry(Generic[T]):
 
         return deco
 
+    def lazy(self, name: str, module: str) -> None:
+        """Known by name now, imported on first get: a run never pays for modules it does not use."""
+        if name not in self._items:
+            self._lazy[name] = module
+
     def get(self, name: str) -> T:
+        if name not in self._items and name in self._lazy:
+            import importlib
+
+            importlib.import_module(self._lazy[name])
+            if name not in self._items:
+                raise KeyError(f"module '{self._lazy[name]}' did not register {self.kind} '{name}'")
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} '{name}'{did_you_mean(name, self._items)}") from None
+            raise KeyError(f"unknown {self.kind} '{name}'{did_you_mean(name, {*self._items, *self._lazy})}") from None
 
     def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return name in self._items or name in self._lazy
 
     def list(self, pattern: str = "*") -> list[str]:
-        return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
+        return sorted(n for n in {*self._items, *self._lazy} if fnmatch.fnmatch(n, pattern))

@@ -40,6 +40,23 @@ class RunSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
+def prepare_process(jobs, device: str) -> str:
+    """The device this process runs its jobs on, with torch and OpenMP threads set once for them.
+
+    A plan of results files only ("predictions" models) runs no model: it gets "cpu" and never
+    imports torch, whose import alone costs seconds against a COCO scorer's fifteen.
+    """
+    from adapters import ADAPTERS
+
+    if not any(ADAPTERS.get(j.model.adapter).runs_model for j in jobs):
+        return "cpu"
+    from bench.executor import set_process_threads
+
+    # in this process: torch/OpenMP on every core (BENCH_THREADS to change), as a pool worker sets its share
+    set_process_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    return resolve_device(device)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -119,10 +136,6 @@ class Scheduler:
                 return self._run_cluster(launcher, slurm, device, boot)
             if workers > 1 or gpus:
                 return self._run_pool(workers, gpus, boot)
-            from bench.executor import set_process_threads
-
-            # in this process: torch/OpenMP on every core (BENCH_THREADS to change), as a pool worker sets its share
-            set_process_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
             return self._run(device)
         finally:
             if lock is not None:
@@ -201,7 +214,7 @@ class Scheduler:
             self.console.print(f"[yellow]warning[/]: could not write {self.suite_dir / 'leaderboard.parquet'}: {one_line(e)}")
 
     def _run(self, device: str) -> RunSummary:
-        device = resolve_device(device)
+        device = prepare_process(self.plan.jobs, device)
         outcomes, todo = self._todo()
         if self.writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)

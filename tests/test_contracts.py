@@ -88,3 +88,46 @@ def test_registration_refuses_broken_declarations():
     with pytest.raises(TypeError, match="unknown capability 'telepathy'"):
         register_task(Unknown)
     assert "broken" not in ADAPTERS and "broken" not in TASKS
+
+
+@pytest.mark.parametrize("registry, package", [(ADAPTERS, "adapters"), (TASKS, "bench.tasks")])
+def test_lazy_names_are_what_their_modules_register(registry, package):
+    # a name listed for a module that does not register it, or a module's name missing from the
+    # table, would only fail when a suite first asks for it
+    import importlib
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    for m in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{package}.{m.name}")
+    for name, module in registry._lazy.items():
+        assert registry.get(name).__module__ == module, name
+    own = {n for n in registry.list() if registry.get(n).__module__.startswith(package + ".")}
+    assert own <= set(registry._lazy), sorted(own - set(registry._lazy))
+
+
+def test_a_results_file_run_never_imports_torch(tmp_path):
+    # scoring a results file must not pay torch's import (seconds against a ~15 s COCO scorer)
+    import json
+    import subprocess
+    import sys
+
+    gt = {
+        "images": [{"id": 1, "width": 10, "height": 10}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0}],
+    }
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "score": 0.9}]))
+    (tmp_path / "s.yaml").write_text(
+        "name: t\nuncertainty: off\nmodels:\n  - {name: d, adapter: predictions, path: dets.json}\n"
+        "tasks:\n  - {name: coco, type: detection, iou_types: [bbox], dataset: {format: coco, annotations: gt.json}}\n"
+    )
+    code = (
+        "import sys\nfrom bench.cli import app\n"
+        f"try:\n    app(['run', {str(tmp_path / 's.yaml')!r}, '--out', {str(tmp_path / 'res')!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "BENCH_CACHE": str(tmp_path / "c")})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().endswith("NO-TORCH"), p.stdout[-500:]
