@@ -124,7 +124,7 @@ class Executor:
                 "meta": meta,
             }
             rows = [{**base, "status": "ok", **r, **extra} for r in result.rows]
-            if self.writer and not result.predictions.empty:
+            if self.writer and len(result.predictions):
                 write_frame(self.run_dir / "predictions" / f"{job.job_hash}.parquet", result.predictions)
             if self.writer:
                 write_rows(self.run_dir / "rows" / f"{job.job_hash}.parquet", rows)
@@ -195,4 +195,10 @@ def task_context(adapter, seed: int = 0, limit=None, uncertainty=None, batch_siz
     broker = Broker(OutputCache(enabled=False))
     from bench.tasks import TaskContext
 
-    return TaskContext(seed=seed, limit=limit, outputs=lambda cap, inputs=None, **k: broker.outputs(st, adapter, cap, inputs, **k), uncertainty=uncertainty, device=str(adapter.device))
+    return TaskContext(
+        seed=seed,
+        limit=limit,
+        outputs=lambda cap, inputs=None, **k: broker.outputs(st, adapter, cap, inputs, **k),
+        uncertainty=uncertainty,
+        device=str(adapter.device),
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -36,11 +37,61 @@ def _example(ids: Iterable) -> str:
     return ", ".join(map(str, ids[:3])) + more
 
 
-def validate_results(gt: dict, results: list, iou_type: str, source: str) -> list[dict]:
-    """Fresh dicts with only the scored keys; raises DataError on anything a scorer would misread."""
+_NUMBER = {int, float}
+
+
+def _clean_columns(results: list, key: str):
+    """(image ids, category ids, scores, geometries) when every detection is well formed, else None.
+
+    Column-wise: type sets and numpy checks over whole columns, not a Python branch per detection.
+    """
+    try:
+        img = [d["image_id"] for d in results]
+        cat = [d["category_id"] for d in results]
+        score = [d["score"] for d in results]
+        geom = [d[key] for d in results]
+    except (KeyError, TypeError):
+        return None
+    if not set(map(type, score)) <= _NUMBER:
+        return None
+    s = np.asarray(score, dtype=np.float64)
+    if not np.isfinite(s).all():
+        return None
+    if key == "bbox" and results:
+        if not set(map(type, geom)) <= {list, tuple} or not set(map(len, geom)) == {4}:
+            return None
+        if not set(map(type, itertools.chain.from_iterable(geom))) <= _NUMBER:
+            return None
+        b = np.asarray(geom, dtype=np.float64)
+        if not np.isfinite(b).all() or (b[:, 2:] < 0).any():
+            return None
+    return img, cat, s.tolist(), geom
+
+
+def validate_results(gt: dict, results: list, iou_type: str, source: str, fresh: bool = True) -> list[dict]:
+    """Dicts with only the scored keys; raises DataError on anything a scorer would misread.
+
+    fresh=False lets well-formed input dicts that hold exactly the scored keys be scored as they
+    are (the engine writes area and id into them): for a list that is scored once. Otherwise,
+    and always for the second of bbox and segm, they are fresh copies.
+    """
     if not isinstance(results, list):
         raise DataError(f"{source}: results must be a JSON list of detections, got {type(results).__name__}")
     key = "bbox" if iou_type == "bbox" else "segmentation"
+    cols = _clean_columns(results, key)
+    if cols is not None:
+        img, cat, score, geom = cols
+        if not fresh and set(map(len, results)) <= {4}:
+            return _check_ids(gt, results, img, cat, source)
+        if key == "bbox":
+            out = [{"image_id": i, "category_id": c, "score": s, "bbox": g} for i, c, s, g in zip(img, cat, score, geom)]
+        else:
+            out = [{"image_id": i, "category_id": c, "score": s, key: g} for i, c, s, g in zip(img, cat, score, geom)]
+            for r, d in zip(out, results):
+                if "bbox" in d:
+                    r["bbox"] = d["bbox"]
+        return _check_ids(gt, out, img, cat, source)
+    # something is malformed: the per-detection pass below finds what, and where, for the message
     out = []
     bad_score, bad_box, neg_box, missing = [], [], [], []
     for i, d in enumerate(results):
@@ -71,12 +122,16 @@ def validate_results(gt: dict, results: list, iou_type: str, source: str) -> lis
         raise DataError(f"{source}: {len(bad_box)} detections have a bbox that is not 4 finite numbers [x, y, w, h] (first at index {bad_box[0]})")
     if neg_box:
         raise DataError(f"{source}: {len(neg_box)} detections have a negative box width or height (first at index {neg_box[0]})")
+    return _check_ids(gt, out, [r["image_id"] for r in out], [r["category_id"] for r in out], source)
+
+
+def _check_ids(gt: dict, out: list[dict], img: list, cat: list, source: str) -> list[dict]:
     img_ids = {im["id"] for im in gt["images"]}
     cat_ids = {c["id"] for c in gt["categories"]}
-    unknown_img = {r["image_id"] for r in out} - img_ids
+    unknown_img = set(img) - img_ids
     if unknown_img:
         raise DataError(f"{source}: image ids not in the ground truth: {_example(unknown_img)}")
-    unknown_cat = {r["category_id"] for r in out} - cat_ids
+    unknown_cat = set(cat) - cat_ids
     if unknown_cat:
         raise DataError(f"{source}: category ids not in the ground truth: {_example(unknown_cat)} (contiguous indices instead of dataset ids?)")
     return out

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.registry import Registry
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class TaskConfig(BaseModel):
@@ -43,7 +46,7 @@ class TaskContext:
 @dataclass
 class TaskResult:
     rows: list[dict]  # metric, value, dataset, split, n, and optionally stderr/ci/convention/extra
-    predictions: pd.DataFrame
+    predictions: pd.DataFrame | pa.Table  # a table where columns are built typed (detection's list<double> boxes)
     meta: dict = field(default_factory=dict)  # protocol choices worth recording (e.g. chosen C)
 
 
