@@ -3,10 +3,15 @@
     python benchmarks/coco_eval.py            # COCO: 5,000 images x 100 detections; LVIS: 2,000 x 100
     python benchmarks/coco_eval.py --quick    # 500 / 200 images, for a fast look
 
-COCO: bench (validate + faster-coco-eval + 12 stats + per-category AP) vs faster-coco-eval called
-directly vs pycocotools. Target: within 1.2x of faster-coco-eval, at least 4x faster than pycocotools.
-LVIS: bench (lvis_style) vs faster-coco-eval vs the lvis 0.5.3 package (np.float restored here only).
-Each scorer runs in its own forked process so its peak RSS is its own; the stats are checked equal.
+Engine: bench's metric pass (validate + faster-coco-eval + 12 stats + per-category AP) vs
+faster-coco-eval called directly vs pycocotools (COCO) or the lvis 0.5.3 package (LVIS, np.float
+restored here only). Each scorer runs in its own forked process so its peak RSS is its own; the
+stats are checked equal. Target: within 1.2x of faster-coco-eval, at least 4x faster than pycocotools.
+
+CLI: the whole `bench run` of a suite with one predictions model and one task, in a fresh process
+with an empty BENCH_CACHE and `uncertainty: off`, against a fresh process that loads the same two
+files and scores them with faster-coco-eval (COCO: 5,000 x 100; LVIS: 2,000 x 300). Target <= 1.1x.
+The bootstrap that `uncertainty` adds by default is timed separately (benchmarks/bootstrap_cost.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,15 +157,71 @@ def compare(title, runs, gt, dets, gt_path, stats_of=None):
     return {k: v[0] for k, v in res.items()}
 
 
+FCE_SCRIPT = """
+import json, sys
+from faster_coco_eval import COCO, COCOeval_faster
+gt, dets, lvis = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+g = COCO(gt)
+ev = COCOeval_faster(g, g.loadRes(dets), "bbox", lvis_style=lvis, print_function=lambda *a: None)
+ev.params.maxDets = [300] if lvis else [1, 10, 100]
+ev.evaluate(), ev.accumulate(), ev.summarize()
+print(json.dumps([float(v) for v in ev.stats[:2]]))
+"""
+
+
+def _wall(cmd, env=None) -> tuple[float, str]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[:3]} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return dt, p.stdout
+
+
+def cli(tmp: str, gt_path: str, dets, lvis: bool):
+    """Seconds for `bench run` and for plain faster-coco-eval, each a fresh process on the same files."""
+    import pandas as pd
+
+    kind = "lvis" if lvis else "coco"
+    dets_path = os.path.join(tmp, f"{kind}_dets.json")
+    Path(dets_path).write_text(json.dumps(dets))
+    suite = os.path.join(tmp, f"{kind}_cli.yaml")
+    Path(suite).write_text(
+        f"name: {kind}-cli\nuncertainty: off\nmodels:\n  - name: dets\n    adapter: predictions\n    path: {dets_path}\n"
+        f"tasks:\n  - name: {kind}\n    type: {'lvis' if lvis else 'detection'}\n    iou_types: [bbox]\n"
+        f"    dataset: {{format: {kind}, annotations: {gt_path}}}\n"
+    )
+    out = os.path.join(tmp, f"{kind}_res")
+    env = {**os.environ, "BENCH_CACHE": os.path.join(tmp, f"{kind}_cache")}
+    t_bench, _ = _wall([sys.executable, "-m", "bench", "run", suite, "--out", out], env)
+    t_fce, text = _wall([sys.executable, "-c", FCE_SCRIPT, gt_path, dets_path, "1" if lvis else "0"])
+    rows = pd.concat([pd.read_parquet(p) for p in Path(out).rglob("leaderboard*.parquet")])
+    ap = float(rows.loc[rows.metric == "bbox/AP", "value"].iloc[0])
+    same = abs(ap - json.loads(text)[0]) < 1e-12
+    return t_bench, t_fce, same
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cli-only", action="store_true", help="time only the whole-run CLI against faster-coco-eval")
     a = ap.parse_args()
     n_coco, n_lvis = (500, 200) if a.quick else (5000, 2000)
     with tempfile.TemporaryDirectory() as tmp:
         gt, dets = make(n_coco, 100, 80, lvis=False)
         path = os.path.join(tmp, "coco.json")
         Path(path).write_text(json.dumps(gt))
+        tb, tf, same = cli(tmp, path, dets, lvis=False)
+        print(f"\nCOCO CLI: bench run {tb:.2f} s   faster-coco-eval (own process, same files) {tf:.2f} s   AP equal: {same}")
+        print(f"  bench run / faster-coco-eval = {tb / tf:.2f}x (target <= 1.1)")
+        gl, dl = make(n_lvis, 300, 300, lvis=True, seed=1)
+        lpath = os.path.join(tmp, "lvis.json")
+        Path(lpath).write_text(json.dumps(gl))
+        tb, tf, same = cli(tmp, lpath, dl, lvis=True)
+        print(f"LVIS CLI ({n_lvis} x 300): bench run {tb:.2f} s   faster-coco-eval {tf:.2f} s   AP equal: {same}")
+        print(f"  bench run / faster-coco-eval = {tb / tf:.2f}x (target <= 1.1)")
+        if a.cli_only:
+            return
         t = compare(
             f"COCO bbox: {n_coco} images x 100 detections ({len(dets)} detections, {len(gt['annotations'])} GT)",
             [("bench", bench_coco), ("faster-coco-eval", fce), ("pycocotools", pycoco)],
