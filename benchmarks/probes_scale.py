@@ -3,6 +3,7 @@
     python benchmarks/probes_scale.py --quick   # 20k x 512, 100 classes (under 2 minutes on 2 cores)
     python benchmarks/probes_scale.py           # 25k/50k/100k x 768, 1000 classes, extrapolated to 1.28M
     python benchmarks/probes_scale.py --device cuda
+    python benchmarks/probes_scale.py --memory-only   # k-NN's peak memory at N = 1.28M only
 
 Synthetic clustered features (class centres plus Gaussian noise, ~80% probe accuracy). Timed:
 the linear probe's whole C sweep (bench.probes.linear_probe vs bench.reference.linear_probe_sklearn,
@@ -113,7 +114,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="20k x 512 x 100 classes only")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[25_000, 50_000, 100_000])
+    ap.add_argument("--memory-only", action="store_true", help="only k-NN's peak memory at N = 1,281,167 x 768")
     a = ap.parse_args()
+    if a.memory_only:
+        mem, t, bank_gb = knn_memory(1_281_167, 768, a.device)
+        print(f"k-NN at N = 1,281,167 x 768 (1,024 queries, k = 20): {t:.1f} s, peak memory beyond the {bank_gb:.2f} GiB bank: {mem:.2f} GiB (target < 4)")
+        return
     import torch
 
     print(f"device {a.device}, torch threads {torch.get_num_threads()}")
