@@ -10,6 +10,8 @@ import numpy as np
 
 F32_EPS = 2.0**-24  # unit roundoff of float32
 FTOL = 8 * F32_EPS  # a relative loss decrease below this is float32 noise, not progress
+FTOL64 = 64 * 2.0**-53  # scikit-learn's lbfgs ftol (64 · float64 eps)
+SMALL_PROBE = 2**26  # train rows × (dim + 1) × classes up to which the probe fits in float64
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -173,6 +175,7 @@ class _LogReg:
         self.block = _rows_per_block(3 * num_classes, memory_mb)
         self.y = y
         self.y1h = torch.nn.functional.one_hot(y, num_classes).to(x.dtype)
+        self.ftol = FTOL64 if x.dtype == torch.float64 else FTOL
 
     def start(self, c: float):
         """A start for the most regularised fit: intercepts at the log priors, W one scaled gradient step."""
@@ -227,9 +230,9 @@ class _LogReg:
             else:
                 break  # no decrease left at float32 precision: as converged as it gets
             memory.add(w_new - w, g_new - g)
-            flat = loss - loss_new <= FTOL * max(abs(loss), abs(loss_new), 1.0)
+            flat = loss - loss_new <= self.ftol * max(abs(loss), abs(loss_new), 1.0)
             w, loss, g = w_new, loss_new, g_new
-            if flat:  # scipy's ftol test, at float32's resolution of the loss
+            if flat:  # scipy's ftol test, at the resolution of the loss's dtype
                 break
         return w
 
@@ -269,6 +272,7 @@ def linear_probe(
     objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 on the
     job's device with warm starts along the C path (each fit starts from the nearest C's solution).
     sweep_tol is where the held-out fits stop (scikit-learn's tol, 1e-4; the final fit always uses it).
+    Problems up to SMALL_PROBE (train rows × (dim + 1) × classes) fit in float64 to tol 1e-6.
     Returns (test class probabilities [N, max label + 1], chosen C, held-out accuracy at that C).
     """
     import torch
@@ -280,7 +284,16 @@ def linear_probe(
     tr, va = train_test_split(np.arange(len(train)), test_size=held_out, random_state=seed, stratify=strat)
     dev = torch.device(device)
     torch.manual_seed(seed)
-    x_all = torch.as_tensor(np.asarray(train), dtype=torch.float32).to(dev)
+    # small problems (digits, few-class probes) in float64 with scikit-learn's ftol: a few ms per
+    # step, and where the optimum is flat (separable data, large C) the fit then stops where
+    # scikit-learn's does instead of where float32's resolution of the loss runs out, which made
+    # the chosen C hang on last-bit differences in the features
+    # the same reason for a tighter tol there: near the optimum, not at scikit-learn's loose stop
+    n_cls = len(np.unique(labels))
+    small = len(train) * (np.shape(train)[1] + 1) * n_cls <= SMALL_PROBE
+    dtype = torch.float64 if small else torch.float32
+    held_tol, final_tol = (min(1e-6, sweep_tol), 1e-6) if small else (sweep_tol, 1e-4)
+    x_all = torch.as_tensor(np.asarray(train), dtype=dtype).to(dev)
 
     def problem(rows):  # as scikit-learn: the classes are those present in the rows fitted
         classes, y = np.unique(labels[rows], return_inverse=True)
@@ -297,7 +310,7 @@ def linear_probe(
             near = min(weights, key=lambda c: abs(c - log_c), default=None)
             w0 = _path_start(weights, log_c) if weights else held.start(10.0**log_c)
             memory[log_c] = memory[near].copy() if near is not None else _Memory()
-            weights[log_c] = held.fit(10.0**log_c, w0, memory[log_c], max_iter, sweep_tol)
+            weights[log_c] = held.fit(10.0**log_c, w0, memory[log_c], max_iter, held_tol)
             pred = held_classes[_LogReg.logits(weights[log_c], x_va).argmax(1).cpu().numpy()]
             scores[log_c] = float((pred == y_va).mean())
         return scores[log_c]
@@ -314,8 +327,8 @@ def linear_probe(
         best = max((best - step, best, best + step), key=lambda c: (held_out_acc(c), -abs(c)))
     full, classes = problem(np.arange(len(train)))
     w0 = weights[best] if len(classes) == len(held_classes) else full.start(10.0**best)
-    w = full.fit(10.0**best, w0, memory[best].copy() if len(classes) == len(held_classes) else _Memory(), max_iter)
-    x_test = torch.as_tensor(np.asarray(test), dtype=torch.float32).to(dev)
+    w = full.fit(10.0**best, w0, memory[best].copy() if len(classes) == len(held_classes) else _Memory(), max_iter, final_tol)
+    x_test = torch.as_tensor(np.asarray(test), dtype=dtype).to(dev)
     proba = np.zeros((len(x_test), int(labels.max()) + 1))
     proba[:, classes] = torch.softmax(_LogReg.logits(w, x_test).double(), 1).cpu().numpy()
     return proba, 10.0**best, scores[best]
