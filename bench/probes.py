@@ -11,7 +11,7 @@ import numpy as np
 F32_EPS = 2.0**-24  # unit roundoff of float32
 FTOL = 8 * F32_EPS  # a relative loss decrease below this is float32 noise, not progress
 FTOL64 = 64 * 2.0**-53  # scikit-learn's lbfgs ftol (64 · float64 eps)
-SMALL_PROBE = 2**26  # train rows × (dim + 1) × classes up to which the probe fits in float64
+SMALL_PROBE = 2**20  # train rows × (dim + 1) × classes up to which the probe fits in float64 (each step costs nothing)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:

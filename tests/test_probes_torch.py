@@ -41,13 +41,12 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("precision", ["float64", "float32"])  # float32: the path of problems beyond SMALL_PROBE
+@pytest.mark.parametrize("precision", ["float64", "float32"])  # both paths, whichever side of SMALL_PROBE the case falls
 @pytest.mark.parametrize("case", ["digits", "clustered"])
 def test_linear_probe_same_c_and_accuracy_as_sklearn(case, precision, threads, monkeypatch):
     import bench.probes
 
-    if precision == "float32":
-        monkeypatch.setattr(bench.probes, "SMALL_PROBE", 0)
+    monkeypatch.setattr(bench.probes, "SMALL_PROBE", 2**40 if precision == "float64" else 0)
     if case == "digits":
         x, y = digits()
     else:
