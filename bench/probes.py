@@ -253,6 +253,25 @@ def _path_start(solutions: dict, log_c: float):
     return solutions[a] * (1 - t) + solutions[b] * t
 
 
+def search_log_c(held_out_acc, refine_steps: int = 2) -> float:
+    """CLIP's C search, in log10 C: a coarse grid 1e-6..1e6, then a parametric binary search.
+
+    The grid runs from the strongest regularisation (the warm-start path's order); ties go to the
+    C nearest 1. held_out_acc(log_c) is called once per C it needs, in this order.
+    """
+    grid = [-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]
+    for c in grid:
+        held_out_acc(c)
+    best = max(grid, key=lambda c: (held_out_acc(c), -abs(c)))
+    step = 2.0
+    for _ in range(refine_steps):
+        step /= 2
+        for cand in (best - step, best + step):
+            held_out_acc(cand)
+        best = max((best - step, best, best + step), key=lambda c: (held_out_acc(c), -abs(c)))
+    return best
+
+
 def linear_probe(
     train,
     train_labels,
@@ -315,16 +334,7 @@ def linear_probe(
             scores[log_c] = float((pred == y_va).mean())
         return scores[log_c]
 
-    grid = [-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]  # strongest regularisation first: the warm-start path
-    for c in grid:
-        held_out_acc(c)
-    best = max(grid, key=lambda c: (held_out_acc(c), -abs(c)))
-    step = 2.0
-    for _ in range(refine_steps):
-        step /= 2
-        for cand in (best - step, best + step):
-            held_out_acc(cand)
-        best = max((best - step, best, best + step), key=lambda c: (held_out_acc(c), -abs(c)))
+    best = search_log_c(held_out_acc, refine_steps)
     full, classes = problem(np.arange(len(train)))
     w0 = weights[best] if len(classes) == len(held_classes) else full.start(10.0**best)
     w = full.fit(10.0**best, w0, memory[best].copy() if len(classes) == len(held_classes) else _Memory(), max_iter, final_tol)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from bench.postprocessors import Postprocessor, _f64
-from bench.probes import l2_normalize
+from bench.probes import l2_normalize, search_log_c
 
 
 def knn_scores_numpy(
@@ -68,14 +68,7 @@ def linear_probe_sklearn(
             scores[log_c] = float((clf.predict(train[va]) == train_labels[va]).mean())
         return scores[log_c]
 
-    grid = [-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]
-    best = max(grid, key=lambda c: (held_out_acc(c), -abs(c)))
-    step = 2.0
-    for _ in range(refine_steps):
-        step /= 2
-        for cand in (best - step, best + step):
-            held_out_acc(cand)
-        best = max((best - step, best, best + step), key=lambda c: (held_out_acc(c), -abs(c)))
+    best = search_log_c(held_out_acc, refine_steps)  # the protocol's search is shared; the solver is not
     clf = fit(10.0**best, train, train_labels)
     proba = np.zeros((len(test), int(train_labels.max()) + 1))
     proba[:, clf.classes_] = clf.predict_proba(test)
