@@ -6,6 +6,9 @@ Contract for the module the factory returns:
 - text_features:  module.encode_text(list[str]) -> [B, D]
 - linear_head:    module.get_classifier() -> nn.Linear mapping forward_features to forward
 - input_gradients: forward(x) is differentiable in x (for ODIN)
+- seg_logits:     module(x) -> [B, num_classes, h, w] at any stride, or torchvision's {"out": ...}
+                  (segmentation; x is the
+                  normalised image at the size the task's inference mode gives, not preprocess's)
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class PythonArgs(AdapterArgs):
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     python_path: list[ExistingPath] = []  # folders put on sys.path first, relative to the suite
     kwargs: dict[str, Any] = {}
-    capabilities: list[Literal["image_logits", "image_features", "text_features", "linear_head", "input_gradients"]] = Field(min_length=1)
+    capabilities: list[Literal["image_logits", "image_features", "text_features", "linear_head", "input_gradients", "seg_logits"]] = Field(min_length=1)
     checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
     key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
@@ -68,7 +71,7 @@ def resolve_factory(spec: str):
 
 @register_adapter
 class PythonAdapter(Adapter):
-    provides = frozenset({"image_logits", "image_features", "text_features", "linear_head", "input_gradients", "odin_scores"})  # every capability capabilities_for may offer
+    provides = frozenset({"image_logits", "image_features", "text_features", "linear_head", "input_gradients", "odin_scores", "seg_logits"})  # every capability capabilities_for may offer
     name = "python"
     Args = PythonArgs
     description = "any torch.nn.Module from factory: 'pkg.module:build' with declared capabilities"
@@ -103,6 +106,14 @@ class PythonAdapter(Adapter):
         x = self.normalize(images)
         with torch.inference_mode(), self.autocast():
             return self._check(self.model.forward_features(x), "image_features")
+
+    def seg_logits(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        with torch.inference_mode(), self.autocast():
+            out = self.model(x)
+            if isinstance(out, dict):  # torchvision's segmentation models return {"out": logits, "aux": ...}
+                out = out["out"]
+            return self._check(out, "seg_logits")
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         with torch.inference_mode(), self.autocast():

@@ -259,6 +259,9 @@ class Broker:
         if cap.inputs == "detections":
             split, image_ids = inputs
             return self.detections(st, adapter, split, image_ids, **kwargs)
+        if cap.inputs == "dense":
+            split, sizes, inference = inputs
+            return dense_maps(self, st, adapter, split, sizes, inference, capability, **kwargs)
         fn = getattr(adapter, cap.method)
         if cap.inputs == "none":
             return fn(**kwargs)
@@ -347,3 +350,57 @@ def _cached_batch(cache: OutputCache, key: str, kind: str):
         return arr
     got = cache.get_json(key)
     return None if got is None else (arr, got["names"])
+
+
+def dense_maps(broker: "Broker", st: JobState, adapter, split, sizes: list, inference, capability: str = "seg_logits", **kwargs) -> list[np.ndarray]:
+    """Class maps (uint16, one per image at its label's size) under a bench.dense.Inference, cached per block."""
+    import dataclasses
+
+    import torch
+    from torch.utils.data import DataLoader
+    from torchvision.transforms import PILToTensor
+
+    from bench.data.images import ImageDataset
+    from bench.dense import predict
+    from bench.dist import BLOCK
+
+    sizes = [tuple(int(v) for v in s) for s in sizes]
+    key = broker._key(st, adapter, split, capability, {"inference": dataclasses.asdict(inference), "sizes": sizes, **kwargs})
+    if key in st.memo:
+        return st.memo[key]
+    fn = getattr(adapter, CAPABILITIES.get(capability).method)
+    s = st.job.settings
+    bs = st.batch_used = s.batch_size if s.batch_size != "auto" else AUTO_DET_BATCH[adapter.device.type] * 4
+    ds = ImageDataset(split, PILToTensor())
+    bar = st.progress.add_task(f"  {split.name} · {capability} ({inference.mode}, {inference.views} view{'s' * (inference.views > 1)})", total=len(ds)) if st.progress else None
+    out: list = []
+    t0 = time.perf_counter()
+    for b in range(-(-len(ds) // BLOCK)):
+        lo, hi = b * BLOCK, min(len(ds), (b + 1) * BLOCK)
+        bkey = short_hash({"k": key, "block": b, "size": BLOCK})
+        flat = broker.cache.get(bkey)
+        if flat is None or flat.size != sum(h * w for h, w in sizes[lo:hi]):
+            maps = []
+            loader = DataLoader(torch.utils.data.Subset(ds, range(lo, hi)), batch_size=None, num_workers=s.num_workers, shuffle=False)
+            with torch.inference_mode():
+                for img, i in loader:
+                    pred = predict(lambda x: fn(x, **kwargs), img, sizes[i], inference, bs)
+                    maps.append(pred.to(torch.int32).cpu().numpy().astype(np.uint16))
+                    if bar is not None:
+                        st.progress.advance(bar, 1)
+            st.samples += hi - lo
+            flat = np.concatenate([m.ravel() for m in maps]) if maps else np.zeros(0, np.uint16)
+            broker.cache.put(bkey, flat)
+        elif bar is not None:
+            st.progress.advance(bar, hi - lo)
+        at = 0
+        for h, w in sizes[lo:hi]:
+            out.append(flat[at : at + h * w].reshape(h, w))
+            at += h * w
+    if adapter.device.type == "cuda":
+        torch.cuda.synchronize()
+    st.forward_s += time.perf_counter() - t0
+    if bar is not None:
+        st.progress.remove_task(bar)
+    st.memo[key] = out
+    return out

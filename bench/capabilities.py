@@ -10,6 +10,8 @@ Input kinds (how the broker batches and calls the method):
   texts       list[str]; method(batch) -> tensor [B, D]
   pairs       list[(a, b)]; method(task, a_batch, b_batch) -> (array [B, C], label names)
   choices     list[(context, continuation)]; method(contexts, continuations) -> array [B]
+  dense       (ImageSplit, label sizes [(H, W)], bench.dense.Inference); method(uint8 [B,3,h,w], **args)
+              -> logits [B, C, h', w']; the broker runs the inference mode and returns class maps [H, W]
   items       list of argument tuples; method(*item, **args) -> one result per item
   none        no inputs; method(**args) -> one result
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from bench.registry import Registry
 
-INPUT_KINDS = ("images", "detections", "texts", "pairs", "choices", "items", "none")
+INPUT_KINDS = ("images", "detections", "dense", "texts", "pairs", "choices", "items", "none")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ for _args in (
     ("text_pair_logits", "pairs", "pair_logits", "a per-task sequence classifier on text pairs: ([N, C], id2label names)"),
     ("text_choice_logprobs", "choices", "choice_logprobs", "sum of the continuation's token log-probabilities given the context [N]"),
     ("detections", "detections", "detections", "per-image boxes, scores, labels (and masks) over a vocabulary"),
+    ("seg_logits", "dense", "seg_logits", "per-pixel class logits [B, C, h, w] at any stride; served as class maps at the label's size"),
     ("region_scores", "items", "region_scores", "class probabilities of given boxes on one image"),
     ("predictions", "none", "predictions_file", "a results file or folder made elsewhere, per task"),
     ("nlq_from_features", "items", "nlq_windows", "Ego4D NLQ windows from per-clip features: (features, fps, query, duration)"),

@@ -13,6 +13,7 @@ from pydantic import Field
 from bench.data.captions import CaptionListSpec, CocoCaptionsSpec, KarpathySpec, SyntheticCaptionsSpec
 from bench.data.hf import HfCaptionsSpec, HfImagesSpec
 from bench.data.images import DigitsSpec, ImageFolderSpec, ImageListSpec, NoiseSpec
+from bench.data.segmentation import Ade20kSpec, Ade847Spec, CityscapesSpec, CocoStuffSpec, PascalContextSpec, SegFolderSpec, SegShapesSpec
 from bench.data.wds import WdsCaptionsSpec, WdsImagesSpec
 
 # labelled images: classification, OOD, soups' held-out sets
@@ -20,6 +21,11 @@ ImageDatasetSpec = Annotated[Union[ImageFolderSpec, ImageListSpec, DigitsSpec, N
 # images with captions: retrieval
 CaptionDatasetSpec = Annotated[
     Union[CocoCaptionsSpec, KarpathySpec, CaptionListSpec, SyntheticCaptionsSpec, WdsCaptionsSpec, HfCaptionsSpec], Field(discriminator="format")
+]
+
+# images with label maps: semantic segmentation (the rows' dataset is the SegSplit's)
+SegDatasetSpec = Annotated[
+    Union[SegFolderSpec, Ade20kSpec, Ade847Spec, CityscapesSpec, PascalContextSpec, CocoStuffSpec, SegShapesSpec], Field(discriminator="format")
 ]
 
 

@@ -44,22 +44,45 @@ def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int, ignore_inde
     return np.bincount(label * (num_classes + 1) + pred, minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
 
 
+def areas(conf: np.ndarray) -> np.ndarray:
+    """[3, C] (intersect, label area, pred area) of a [C, C + 1] matrix, or [N, 3, C] of a stack."""
+    conf = np.asarray(conf)
+    c = conf.shape[-2]
+    inter = np.diagonal(conf[..., :c], axis1=-2, axis2=-1)
+    return np.stack([inter, conf.sum(-1), conf[..., :c].sum(-2)], axis=-2)
+
+
+def _from_areas(inter, label, pred) -> dict:
+    union = pred + label - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / union
+        acc = inter / label
+        a_acc = inter.sum(-1) / label.sum(-1)
+    return {"iou": iou, "acc": acc, "aAcc": a_acc}
+
+
+def _nanmean(x: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(x)
+    n = finite.sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, np.where(finite, x, 0.0).sum(-1) / n, np.nan)
+
+
 def scores(conf: np.ndarray) -> dict:
     """{"aAcc", "mIoU", "mAcc"} floats and per-class "IoU", "Acc" arrays (NaN where undefined) from a [C, C + 1] matrix."""
-    conf = np.asarray(conf, dtype=np.float64)
-    c = conf.shape[0]
-    intersect = np.diag(conf[:, :c])
-    area_label = conf.sum(1)
-    area_pred = conf[:, :c].sum(0)
-    union = area_pred + area_label - intersect
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = intersect / union
-        acc = intersect / area_label
-        a_acc = intersect.sum() / area_label.sum()
-    return {
-        "aAcc": float(a_acc),
-        "mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-        "mAcc": float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan"),
-        "IoU": iou,
-        "Acc": acc,
-    }
+    inter, label, pred = areas(np.asarray(conf, dtype=np.float64))
+    got = _from_areas(inter, label, pred)
+    return {"aAcc": float(got["aAcc"]), "mIoU": float(_nanmean(got["iou"])), "mAcc": float(_nanmean(got["acc"])), "IoU": got["iou"], "Acc": got["acc"]}
+
+
+def resampled(per_image: np.ndarray, w: np.ndarray, classes: list[str] | None = None) -> dict[str, np.ndarray]:
+    """mIoU, mAcc, aAcc (and IoU/<class> when names are given) under bootstrap draw counts w [b, N],
+    from per-image areas [N, 3, C]: a resample's matrix is the draw-weighted sum of its images'."""
+    flat = per_image.reshape(len(per_image), -1).astype(np.float64)
+    c = per_image.shape[-1]
+    summed = (w @ flat).reshape(len(w), 3, c)
+    got = _from_areas(summed[:, 0], summed[:, 1], summed[:, 2])
+    out = {"mIoU": _nanmean(got["iou"]), "mAcc": _nanmean(got["acc"]), "aAcc": got["aAcc"]}
+    for k, name in enumerate(classes or []):
+        out[f"IoU/{name}"] = got["iou"][:, k]
+    return out

@@ -14,6 +14,7 @@ for _type, _module in {
     "ood": "bench.tasks.ood",
     "ovd_coco": "bench.tasks.detection",
     "retrieval": "bench.tasks.retrieval",
+    "segmentation": "bench.tasks.segmentation",
     "superglue": "bench.tasks.superglue",
 }.items():
     TASKS.lazy(_type, _module)

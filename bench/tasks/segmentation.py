@@ -1,0 +1,182 @@
+"""Semantic segmentation (`type: segmentation`): mIoU, mAcc, aAcc and per-class IoU, as mmsegmentation's IoUMetric.
+
+Class maps come from a model (capability `seg_logits`: the broker runs the inference mode —
+whole, slide, resized, multi-scale, flipped — and returns maps at each label's size) or from a
+results folder of PNG label maps named by image stem, encoded like the dataset's label files
+(mmsegmentation's `--format-only`, detectron2's sem_seg output). One [C, C + 1] confusion matrix
+per image (on the model's device for model outputs) gives the split's numbers, and the per-image
+areas give an image bootstrap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bench.data.formats import SegDatasetSpec
+from bench.data.segmentation import SegSplit, read_label_map
+from bench.errors import DataError
+from bench.metrics import segmentation as M
+from bench.metrics.uncertainty import bootstrap, fill
+from bench.tasks.base import Task, TaskConfig, TaskResult, register_task
+
+CONVENTION = "mmseg-IoUMetric"
+
+
+class InferenceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["whole", "slide"] = "whole"
+    crop_size: Optional[tuple[int, int]] = None  # (h, w) of slide windows
+    stride: Optional[tuple[int, int]] = None  # (h, w) between slide windows
+    scale: Optional[tuple[int, int]] = None  # keep_ratio: (long, short) edge maxima, as mmseg's (2048, 512); else (w, h)
+    keep_ratio: bool = True
+    ratios: list[float] = Field([1.0], min_length=1)  # multi-scale: scale × each ratio
+    flip: bool = False  # add horizontally flipped views
+    merge: Literal["softmax", "logits"] = "softmax"  # how views are averaged (mmseg's TTA: softmax)
+
+    @model_validator(mode="after")
+    def _slide_has_windows(self):
+        if self.mode == "slide":
+            if not self.crop_size or not self.stride:
+                raise ValueError("mode slide needs crop_size and stride")
+            if any(s <= 0 or s > c for s, c in zip(self.stride, self.crop_size)):
+                raise ValueError("stride must be positive and at most crop_size")
+        elif self.crop_size or self.stride:
+            raise ValueError("crop_size and stride apply to mode slide only")
+        return self
+
+    def as_inference(self):
+        from bench.dense import Inference
+
+        return Inference(self.mode, self.crop_size, self.stride, self.scale, self.keep_ratio, tuple(self.ratios), self.flip, self.merge)
+
+
+class SegmentationConfig(TaskConfig):
+    type: Literal["segmentation"]
+    dataset: SegDatasetSpec
+    inference: InferenceConfig = InferenceConfig()
+    per_category: bool = True  # one `seg/IoU/<class>` row per class present in labels or predictions
+
+
+def label_size(path: str) -> tuple[int, int]:
+    """(H, W) of a label map without decoding it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception as e:
+        raise DataError(f"{path}: cannot read label map: {type(e).__name__}: {e}") from None
+
+
+def check_labels(label: np.ndarray, split: SegSplit, path: str) -> None:
+    bad = (label != split.ignore_index) & ((label < 0) | (label >= split.num_classes))
+    if bad.any():
+        vals = sorted(set(np.unique(label[bad]).tolist()))[:5]
+        raise DataError(f"{path}: label values {vals} are outside 0..{split.num_classes - 1} and not ignore_index {split.ignore_index}")
+
+
+def prediction_files(folder: str, split: SegSplit) -> list[str]:
+    """The prediction of each image, <stem>.png (or .tif); missing ones are counted and fail the job."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{folder}: expected a folder of PNG label maps named by image stem")
+    out, missing = [], []
+    for stem in split.stems:
+        hit = next((p for p in (root / f"{stem}.png", root / f"{stem}.tif") if p.is_file()), None)
+        (out.append(str(hit)) if hit else missing.append(stem))
+    if missing:
+        raise DataError(f"{folder}: no prediction for {len(missing)} of {len(split)} images (first: {missing[0]}.png)")
+    return out
+
+
+@register_task
+class SegmentationTask(Task):
+    type = "segmentation"
+    Config = SegmentationConfig
+    description = "semantic segmentation mIoU/mAcc/aAcc + per-class IoU (mmseg IoUMetric; whole/slide/multi-scale/flip) from a model or PNG label maps"
+    needs = frozenset({"seg_logits", "predictions"})
+    headline = ("seg/mIoU",)
+    per_category = "seg/IoU/*"
+    cost = 3.0
+
+    @classmethod
+    def required_capabilities(cls, cfg: SegmentationConfig) -> tuple[frozenset, ...]:
+        return (frozenset({"seg_logits"}), frozenset({"predictions"}))
+
+    def evaluate(self, adapter) -> TaskResult:
+        cfg = self.cfg
+        split: SegSplit = cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed)
+        c = split.num_classes
+        meta: dict = {"images": len(split), "classes": c}
+        if "predictions" in adapter.capabilities:
+            folder = self.ctx.outputs("predictions", task_name=cfg.name)
+            files = prediction_files(folder, split)
+            preds = (split.decode(read_label_map(f, "prediction")) for f in files)
+            meta["inference"] = "results folder"
+            on_device = None
+        else:
+            inf = cfg.inference.as_inference()
+            sizes = [label_size(p) for p in split.labels]
+            preds = iter(self.ctx.outputs("seg_logits", (split.image_split(), sizes, inf)))
+            files = [f"model '{adapter.args.name}' on {p}" for p in split.images]
+            meta["inference"] = cfg.inference.model_dump(mode="json")
+            on_device = self.ctx.device
+        per_image = np.zeros((len(split), 3, c), np.int64)
+        total = np.zeros((c, c + 1), np.int64)
+        for i, pred in enumerate(preds):
+            label = split.label(i)
+            check_labels(label, split, split.labels[i])
+            if pred.shape != label.shape:
+                raise DataError(f"{files[i]}: prediction is {pred.shape[1]}x{pred.shape[0]}, its label {split.labels[i]} is {label.shape[1]}x{label.shape[0]}")
+            conf = self._confusion(pred, label, split, on_device)
+            total += conf
+            per_image[i] = M.areas(conf)
+        got = M.scores(total)
+        rows = [{"metric": f"seg/{k}", "value": got[k]} for k in ("mIoU", "mAcc", "aAcc")]
+        present = np.isfinite(got["IoU"])
+        names = [n for n, ok in zip(split.classes, present) if ok] if cfg.per_category else []
+        if cfg.per_category:
+            rows += [{"metric": f"seg/IoU/{n}", "value": float(v)} for n, v, ok in zip(split.classes, got["IoU"], present) if ok]
+        meta["absent_classes"] = int((~present).sum())  # in neither labels nor predictions: NaN, left out of the mean
+        spec = self.ctx.uncertainty
+        if spec is not None and len(split) > 1:
+            idx = [k for k, ok in enumerate(present) if ok]
+            ivs = bootstrap(lambda w: self._resampled(per_image, w, split.classes, idx if cfg.per_category else []), len(split), spec, "image")
+            fill(rows, ivs, match=lambda r: r["metric"][len("seg/") :])
+        for r in rows:
+            r.update(dataset=split.dataset, split=split.name, n=len(split), convention=CONVENTION)
+        inter, lab, prd = per_image[:, 0], per_image[:, 1], per_image[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            img_iou = inter / (lab + prd - inter)
+        table = pd.DataFrame(
+            {
+                "image": split.stems,
+                "label": split.labels,
+                "pixels": lab.sum(1),
+                "correct": inter.sum(1),
+                "mIoU": [float(np.nanmean(r)) if np.isfinite(r).any() else float("nan") for r in img_iou],
+            }
+        )
+        return TaskResult(rows=rows, predictions=table, meta=meta)
+
+    @staticmethod
+    def _confusion(pred: np.ndarray, label: np.ndarray, split: SegSplit, device) -> np.ndarray:
+        if device is None:
+            return M.confusion(pred, label, split.num_classes, split.ignore_index)
+        import torch
+
+        from bench.dense import confusion_on_device
+
+        t = confusion_on_device(torch.from_numpy(pred.astype(np.int64)).to(device), torch.from_numpy(label).to(device), split.num_classes, split.ignore_index)
+        return t.cpu().numpy()
+
+    @staticmethod
+    def _resampled(per_image, w, classes, idx):
+        got = M.resampled(per_image, w, [classes[k] for k in range(len(classes))] if idx else None)
+        keep = {f"IoU/{classes[k]}" for k in idx}
+        return {k: v for k, v in got.items() if not k.startswith("IoU/") or k in keep}
