@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # annotations only: torch is imported where it is used, so a 
 
 
 # the output shape of each tensor capability, for OutputError messages
-OUTPUT_SHAPES = {"image_logits": "[batch, classes]", "image_features": "[batch, dim]", "text_features": "[batch, dim]", "seg_logits": "[batch, classes, height, width]"}
+OUTPUT_SHAPES = {"image_logits": "[batch, classes]", "image_features": "[batch, dim]", "text_features": "[batch, dim]", "seg_logits": "[batch, classes, height, width]", "patch_features": "[batch, dim, height, width]"}
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,13 @@ class Preprocess:
     interpolation: str = "bicubic"
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
+    resize: str = "shorter"  # shorter side + centre crop (timm); "square": both sides to input_size, no crop (dense probes)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["resize"] == "shorter":  # the default stays out, so cache keys made before it existed still match
+            del d["resize"]
+        return d
 
 
 class PreprocessArgs(BaseModel):

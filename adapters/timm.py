@@ -48,15 +48,15 @@ def timm_preprocess(model: torch.nn.Module, kwargs: dict) -> Preprocess:
 
 @register_adapter
 class TimmAdapter(Adapter):
-    provides = frozenset({"image_features", "image_logits", "linear_head", "input_gradients", "odin_scores"})  # every capability capabilities_for may offer
+    provides = frozenset({"image_features", "image_logits", "linear_head", "input_gradients", "odin_scores", "patch_features"})  # every capability capabilities_for may offer
     name = "timm"
     Args = TimmArgs
     description = "any timm model name; pretrained via timm (online) or checkpoint: PATH (.safetensors/.pth/.bin)"
-    offers = "image_features, image_logits"
+    offers = "image_features, image_logits, patch_features"
 
     @classmethod
     def capabilities_for(cls, args: TimmArgs) -> frozenset[str]:
-        caps = {"image_features"}
+        caps = {"image_features", "patch_features"}
         if args.num_classes != 0:
             caps |= {"image_logits", "linear_head", "input_gradients"}
         return frozenset(caps)
@@ -81,6 +81,20 @@ class TimmAdapter(Adapter):
         with torch.inference_mode(), self.autocast():
             f = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         return self.check_finite(f.float(), "image_features", self.args.name)
+
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map [B, D, h, w]: a CNN's as it is, a ViT's patch tokens (prefix tokens dropped) on their grid."""
+        x = self.normalize(images)
+        with torch.inference_mode(), self.autocast():
+            f = self.model.forward_features(x)
+        if f.ndim == 3:
+            tokens = f[:, getattr(self.model, "num_prefix_tokens", 0) :]
+            h = x.shape[-2] // self.model.patch_embed.patch_size[0]
+            w = tokens.shape[1] // h
+            f = tokens.transpose(1, 2).reshape(f.shape[0], f.shape[2], h, w)
+        elif getattr(self.model, "output_fmt", "NCHW") == "NHWC":  # Swin-style stages
+            f = f.permute(0, 3, 1, 2)
+        return self.check_finite(self.check_shape(f.float(), "patch_features", self.args.name), "patch_features", self.args.name)
 
     def image_logits(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)

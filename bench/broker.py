@@ -130,7 +130,7 @@ class Broker:
         rank, size = world()
         builder = None
         if ds is None:
-            ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation))
+            ds = ImageDataset(split, eval_transform(pre.input_size, pre.crop_pct, pre.interpolation, pre.resize))
             if inputs.enabled() and size == 1 and pre.crop_pct <= 1.0:
                 builder = inputs.Builder(split.paths, pre)
         bar = st.progress.add_task(f"  {split.name} · {'features+logits' if both else capability}", total=len(ds)) if st.progress else None

@@ -158,7 +158,7 @@ def _print_summary(summary):
         if methods:
             metrics += f"{', ' if plain else ''}{len(o.rows) - len(plain) - per_cat} rows over {len(methods)} methods"
         if per_cat:
-            metrics += f", {per_cat} per-category APs"
+            metrics += f", {per_cat} per-category rows"
         sps = next((r.get("samples_per_s") for r in o.rows), None)
         style = {"ok": "green", "failed": "red", "skipped": "dim"}[o.status]
         t.add_row(

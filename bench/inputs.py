@@ -25,7 +25,10 @@ def enabled() -> bool:
 def key_for(paths: list[str], pre) -> str:
     from bench.hashing import short_hash
 
-    return short_hash({"paths": paths, "size": pre.input_size, "crop": pre.crop_pct, "interp": pre.interpolation, "v": 1})
+    key = {"paths": paths, "size": pre.input_size, "crop": pre.crop_pct, "interp": pre.interpolation, "v": 1}
+    if getattr(pre, "resize", "shorter") != "shorter":
+        key["resize"] = pre.resize
+    return short_hash(key)
 
 
 def path_for(key: str) -> Path:

@@ -385,3 +385,78 @@ def zpe_weights(
     w = np.exp(z - z.max())
     w /= w.sum()
     return l2_normalize(np.einsum("p,cpd->cd", w, t)), w, scores
+
+
+def fit_linear_seg(
+    features: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    ignore_index: int,
+    steps: int = 1000,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 16,
+    optimizer: str = "adamw",
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """A linear segmentation head on frozen patch features (DINOv2's linear protocol): channels standardised
+    by the train set's mean and std (BatchNorm with frozen statistics), a 1×1 conv, logits upsampled
+    bilinearly to the label size, cross-entropy without ignore_index pixels, a fixed budget of seeded
+    minibatch steps. features [N, D, h, w], labels [N, H, W]; returns {"weight" [C, D], "bias" [C],
+    "mean" [D], "std" [D], "loss" (the last 10 steps' mean)} as numpy."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.as_tensor(features, dtype=torch.float32)
+    mean = feats.mean((0, 2, 3))
+    std = feats.std((0, 2, 3)).clamp_min(1e-6)
+    head = torch.nn.Conv2d(feats.shape[1], num_classes, 1).to(device)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.01)
+        head.bias.zero_()
+    opt = (torch.optim.AdamW if optimizer == "adamw" else torch.optim.SGD)(head.parameters(), lr=lr, weight_decay=weight_decay, **({"momentum": 0.9} if optimizer == "sgd" else {}))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i / steps) ** 0.9)  # mmseg's poly schedule
+    target = torch.as_tensor(labels.astype(np.int64))
+    m, s = mean.to(device)[None, :, None, None], std.to(device)[None, :, None, None]
+    losses = []
+    n = len(feats)
+    for step in range(steps):
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
+        x = (feats[idx].to(device) - m) / s
+        y = target[idx].to(device)
+        logits = F.interpolate(head(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y, ignore_index=ignore_index)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    return {
+        "weight": head.weight.detach()[:, :, 0, 0].cpu().numpy(),
+        "bias": head.bias.detach().cpu().numpy(),
+        "mean": mean.numpy(),
+        "std": std.numpy(),
+        "loss": float(np.mean(losses[-10:])) if losses else float("nan"),
+    }
+
+
+def linear_seg_maps(head: dict, features: np.ndarray, sizes: list, device: str = "cpu", batch: int = 16) -> list[np.ndarray]:
+    """Class maps of a fitted linear head on features [N, D, h, w], each upsampled to its label's size (H, W)."""
+    import torch
+    import torch.nn.functional as F
+
+    w = torch.as_tensor(head["weight"], device=device)
+    b = torch.as_tensor(head["bias"], device=device)
+    m = torch.as_tensor(head["mean"], device=device)[None, :, None, None]
+    s = torch.as_tensor(head["std"], device=device)[None, :, None, None]
+    out = []
+    with torch.no_grad():
+        for lo in range(0, len(features), batch):
+            x = (torch.as_tensor(features[lo : lo + batch], dtype=torch.float32, device=device) - m) / s
+            logits = torch.einsum("bdhw,cd->bchw", x, w) + b[None, :, None, None]
+            for k, l in enumerate(logits):
+                size = tuple(int(v) for v in sizes[lo + k])
+                out.append(F.interpolate(l[None], size=size, mode="bilinear", align_corners=False)[0].argmax(0).cpu().numpy())
+    return out

@@ -401,12 +401,15 @@ def _read_list(path: str) -> list[tuple[str, object, int]]:
 
 
 # ---------------------------------------------------------------- decoding
-def eval_transform(input_size: int, crop_pct: float, interpolation: str):
-    """timm's eval transform (resize shorter side to floor(size/crop_pct), centre crop) ending in uint8."""
+def eval_transform(input_size: int, crop_pct: float, interpolation: str, resize: str = "shorter"):
+    """timm's eval transform (resize shorter side to floor(size/crop_pct), centre crop) ending in uint8;
+    `resize="square"` resizes both sides to input_size instead (every pixel kept, for dense probes)."""
     from torchvision import transforms as T
     from torchvision.transforms import InterpolationMode
 
     mode = InterpolationMode(interpolation)
+    if resize == "square":
+        return T.Compose([T.Resize((input_size, input_size), interpolation=mode), T.PILToTensor()])
     return T.Compose([T.Resize(math.floor(input_size / crop_pct), interpolation=mode), T.CenterCrop(input_size), T.PILToTensor()])
 
 

@@ -239,17 +239,19 @@ class SegShapesSpec(_Spec):
     """Generated coloured shapes on a textured background, with a 1-pixel ignore band on every outline."""
 
     format: Literal["seg_shapes"]
+    split: Literal["train", "val"] = "val"  # train: other images (seed + 1000), for linear_seg's head
     n: int = Field(16, gt=0)
     size: int = Field(64, ge=16)
     seed: int = 0
     root: Optional[SuitePath] = None  # default: $BENCH_CACHE/datasets/seg-shapes-<n>-<size>-<seed>
 
     def load(self) -> SegSplit:
-        root = Path(self.root) if self.root else cache_dir() / "datasets" / f"seg-shapes-{self.n}-{self.size}-{self.seed}"
+        seed = self.seed + (1000 if self.split == "train" else 0)
+        root = Path(self.root) if self.root else cache_dir() / "datasets" / f"seg-shapes-{self.n}-{self.size}-{seed}"
         if not (root / ".complete").exists():
-            write_seg_shapes(root, self.n, self.size, self.seed)
+            write_seg_shapes(root, self.n, self.size, seed)
         imgs, labs, stems = pair_folders(root / "images", root / "labels", ".png", ".png")
-        return SegSplit("val", "seg_shapes", imgs, labs, SHAPE_CLASSES, 255, False, None, stems)
+        return SegSplit(self.split, "seg_shapes", imgs, labs, SHAPE_CLASSES, 255, False, None, stems)
 
 
 def write_seg_shapes(root: Path, n: int, size: int, seed: int) -> None:

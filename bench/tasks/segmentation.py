@@ -55,11 +55,32 @@ class InferenceConfig(BaseModel):
         return Inference(self.mode, self.crop_size, self.stride, self.scale, self.keep_ratio, tuple(self.ratios), self.flip, self.merge)
 
 
+class LinearSegConfig(BaseModel):
+    """DINOv2's linear protocol: a 1×1 conv on a frozen backbone's patch features, trained on `train`."""
+
+    model_config = ConfigDict(extra="forbid")
+    train: SegDatasetSpec
+    input_size: int = Field(224, gt=0)  # train and val images resized (no crop) to this square for features
+    steps: int = Field(1000, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: int = Field(16, gt=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+
+
 class SegmentationConfig(TaskConfig):
     type: Literal["segmentation"]
     dataset: SegDatasetSpec
+    protocol: Literal["model", "linear_seg"] = "model"  # model: its seg_logits or a results folder; linear_seg: a head on patch_features
     inference: InferenceConfig = InferenceConfig()
+    linear: Optional[LinearSegConfig] = None  # protocol linear_seg
     per_category: bool = True  # one `seg/IoU/<class>` row per class present in labels or predictions
+
+    @model_validator(mode="after")
+    def _linear_has_train(self):
+        if (self.protocol == "linear_seg") != (self.linear is not None):
+            raise ValueError("protocol linear_seg needs a linear: {train: ...} block, and linear applies to it only")
+        return self
 
 
 def label_size(path: str) -> tuple[int, int]:
@@ -99,13 +120,15 @@ class SegmentationTask(Task):
     type = "segmentation"
     Config = SegmentationConfig
     description = "semantic segmentation mIoU/mAcc/aAcc + per-class IoU (mmseg IoUMetric; whole/slide/multi-scale/flip) from a model or PNG label maps"
-    needs = frozenset({"seg_logits", "predictions"})
+    needs = frozenset({"seg_logits", "predictions", "patch_features"})
     headline = ("seg/mIoU",)
     per_category = "seg/IoU/*"
     cost = 3.0
 
     @classmethod
-    def required_capabilities(cls, cfg: SegmentationConfig) -> tuple[frozenset, ...]:
+    def required_capabilities(cls, cfg: SegmentationConfig) -> "frozenset | tuple[frozenset, ...]":
+        if cfg.protocol == "linear_seg":
+            return frozenset({"patch_features"})
         return (frozenset({"seg_logits"}), frozenset({"predictions"}))
 
     def evaluate(self, adapter) -> TaskResult:
@@ -113,7 +136,10 @@ class SegmentationTask(Task):
         split: SegSplit = cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed)
         c = split.num_classes
         meta: dict = {"images": len(split), "classes": c}
-        if "predictions" in adapter.capabilities:
+        if cfg.protocol == "linear_seg":
+            preds, files = self._linear_seg(adapter, split, meta)
+            on_device = self.ctx.device
+        elif "predictions" in adapter.capabilities:
             folder = self.ctx.outputs("predictions", task_name=cfg.name)
             files = prediction_files(folder, split)
             preds = (split.decode(read_label_map(f, "prediction")) for f in files)
@@ -163,6 +189,31 @@ class SegmentationTask(Task):
             }
         )
         return TaskResult(rows=rows, predictions=table, meta=meta)
+
+    def _linear_seg(self, adapter, split: SegSplit, meta: dict):
+        """Fit the head on the train split's cached patch features, then predict the val maps."""
+        import dataclasses
+
+        from PIL import Image
+
+        from bench.probes import fit_linear_seg, linear_seg_maps
+
+        lin = self.cfg.linear
+        train: SegSplit = lin.train.load()
+        if train.num_classes != split.num_classes:
+            raise DataError(f"task '{self.cfg.name}': train set has {train.num_classes} classes, the evaluated set {split.num_classes}")
+        pre = dataclasses.replace(adapter.preprocess, input_size=lin.input_size, resize="square")
+        feats = np.asarray(self.ctx.outputs("patch_features", train.image_split(), preprocess=pre))
+        labels = np.empty((len(train), lin.input_size, lin.input_size), np.int64)
+        for i in range(len(train)):
+            lab = train.label(i)
+            check_labels(lab, train, train.labels[i])
+            labels[i] = np.asarray(Image.fromarray(lab.astype(np.int32)).resize((lin.input_size, lin.input_size), Image.NEAREST))
+        head = fit_linear_seg(feats, labels, train.num_classes, train.ignore_index, lin.steps, lin.lr, lin.weight_decay, lin.batch_size, lin.optimizer, self.ctx.seed, self.ctx.device)
+        val = np.asarray(self.ctx.outputs("patch_features", split.image_split(), preprocess=pre))
+        sizes = [label_size(p) for p in split.labels]
+        meta.update(protocol="linear_seg", linear={**lin.model_dump(mode="json", exclude={"train"}), "train_images": len(train), "feature_grid": list(feats.shape[-2:]), "final_loss": head["loss"]})
+        return iter(linear_seg_maps(head, val, sizes, self.ctx.device)), [f"model '{adapter.args.name}' on {p}" for p in split.images]
 
     @staticmethod
     def _confusion(pred: np.ndarray, label: np.ndarray, split: SegSplit, device) -> np.ndarray:
