@@ -27,15 +27,16 @@ class OpenClipArgs(AdapterArgs):
 
 @register_adapter
 class OpenClipAdapter(Adapter):
-    provides = frozenset({"image_features", "text_features"})  # every capability capabilities_for may offer
+    provides = frozenset({"image_features", "text_features", "dense_embeddings"})  # every capability capabilities_for may offer
     name = "open_clip"
     Args = OpenClipArgs
     description = "open_clip CLIP models: image + text towers and tokenizer (zero-shot)"
-    offers = "image_features, text_features"
+    offers = "image_features, text_features, dense_embeddings (ViT towers)"
 
     @classmethod
     def capabilities_for(cls, args: OpenClipArgs) -> frozenset[str]:
-        return frozenset({"image_features", "text_features"})
+        vit = args.arch.startswith("ViT-") and "CoCa" not in args.arch  # MaskCLIP's value path needs open_clip's own ViT
+        return frozenset({"image_features", "text_features"} | ({"dense_embeddings"} if vit else set()))
 
     def __init__(self, args: OpenClipArgs, **kw):
         super().__init__(args, **kw)
@@ -63,6 +64,42 @@ class OpenClipAdapter(Adapter):
         with torch.inference_mode(), self.autocast():
             f = self.model.encode_image(x)
         return self.check_finite(f.float(), "image_features", self.args.name)
+
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """MaskCLIP's patch embeddings [B, D, h, w] in the image-text space: the last block's attention is
+        replaced by its value path (value projection, then out_proj; no residual, no MLP), then ln_post and proj.
+        The position embeddings are resampled bicubically to the input's patch grid."""
+        import torch.nn.functional as F
+
+        v = self.model.visual
+        x = self.normalize(images)
+        ph, pw = v.conv1.kernel_size
+        gh, gw = x.shape[-2] // ph, x.shape[-1] // pw
+        with torch.inference_mode(), self.autocast():
+            t = v.conv1(x).flatten(2).transpose(1, 2)
+            t = torch.cat([v.class_embedding.to(t.dtype).expand(t.shape[0], 1, -1), t], dim=1)
+            pos = v.positional_embedding.to(t.dtype)
+            g = int(round((pos.shape[0] - 1) ** 0.5))
+            if (g, g) != (gh, gw):
+                grid = pos[1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)
+                grid = F.interpolate(grid.float(), size=(gh, gw), mode="bicubic", align_corners=False).to(pos.dtype)
+                pos = torch.cat([pos[:1], grid[0].flatten(1).T])
+            t = v.ln_pre(t + pos)
+            blocks = v.transformer.resblocks
+            first = getattr(v.transformer, "batch_first", True)
+            if not first:
+                t = t.transpose(0, 1)
+            for blk in blocks[:-1]:
+                t = blk(t)
+            last = blocks[-1]
+            e = last.attn.embed_dim
+            val = F.linear(last.ln_1(t), last.attn.in_proj_weight[2 * e :], last.attn.in_proj_bias[2 * e :])
+            t = last.ls_1(F.linear(val, last.attn.out_proj.weight, last.attn.out_proj.bias))
+            if not first:
+                t = t.transpose(0, 1)
+            tokens = v.ln_post(t[:, 1:]) @ v.proj
+        out = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], gh, gw)
+        return self.check_finite(out.float(), "dense_embeddings", self.args.name)
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(texts).to(self.device)

@@ -53,6 +53,7 @@ for _args in (
     ("text_choice_logprobs", "choices", "choice_logprobs", "sum of the continuation's token log-probabilities given the context [N]"),
     ("detections", "detections", "detections", "per-image boxes, scores, labels (and masks) over a vocabulary"),
     ("patch_features", "images", "patch_features", "the last stage's feature map [N, D, h, w] (a ViT's patch tokens on their grid)"),
+    ("dense_embeddings", "images", "dense_embeddings", "patch embeddings [N, D, h, w] in the image-text space (MaskCLIP), scored against class-name embeddings"),
     ("seg_logits", "dense", "seg_logits", "per-pixel class logits [B, C, h, w] at any stride; served as class maps at the label's size"),
     ("region_scores", "items", "region_scores", "class probabilities of given boxes on one image"),
     ("predictions", "none", "predictions_file", "a results file or folder made elsewhere, per task"),

@@ -281,3 +281,82 @@ def test_scores_of_a_split_are_the_sum_of_its_images():
     per_image = np.stack([areas(c) for c in confs])
     got = resampled(per_image, np.ones((1, 3)))
     assert abs(got["mIoU"][0] - total["mIoU"]) < 1e-15 and abs(got["aAcc"][0] - total["aAcc"]) < 1e-15
+
+
+def test_maskclip_value_path_is_attention_restricted_to_each_token_itself():
+    """MaskCLIP's dense embeddings equal open_clip's own forward with the last block's attention masked to
+    the diagonal (each token attends only to itself, so attention returns out_proj(value)) and no residual/MLP."""
+    from adapters.open_clip import OpenClipAdapter, OpenClipArgs
+
+    ad = OpenClipAdapter(OpenClipArgs(name="c", arch="ViT-S-32", image_size=64))
+    imgs = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    got = ad.dense_embeddings(imgs)
+    assert got.shape == (2, ad.model.visual.proj.shape[1], 2, 2)
+    v = ad.model.visual
+    last = v.transformer.resblocks[-1]
+    n = 1 + 4
+    mask = torch.full((n, n), float("-inf"))
+    mask.fill_diagonal_(0.0)
+    last.forward = lambda q_x, attn_mask=None, **kw: last.ls_1(last.attention(last.ln_1(q_x), attn_mask=mask))
+    v.output_tokens = True
+    with torch.no_grad():
+        _, tokens = v(ad.normalize(imgs))
+    ref = (tokens @ v.proj).transpose(1, 2).reshape(got.shape)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    assert ad.dense_embeddings(torch.zeros(1, 3, 96, 128, dtype=torch.uint8)).shape[-2:] == (3, 4)  # position embeddings resampled
+
+
+def test_timm_patch_features_are_feature_maps():
+    from adapters.timm import TimmAdapter, TimmArgs
+
+    vit = TimmAdapter(TimmArgs(name="v", adapter="timm", arch="vit_tiny_patch16_224", num_classes=0, kwargs={"img_size": 64}))
+    assert vit.patch_features(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).shape == (2, 192, 4, 4)
+    cnn = TimmAdapter(TimmArgs(name="r", adapter="timm", arch="resnet18", num_classes=0))
+    assert cnn.patch_features(torch.zeros(1, 3, 64, 96, dtype=torch.uint8)).shape == (1, 512, 2, 3)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_linear_seg_head_is_stable_across_thread_counts(threads):
+    from bench.probes import fit_linear_seg, linear_seg_maps
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (12, 4, 4))
+    feats = np.eye(3)[labels].transpose(0, 3, 1, 2) * 2.0 + rng.normal(0, 0.3, (12, 3, 4, 4))  # a class's one-hot, with noise
+    big = np.kron(labels, np.ones((4, 4), np.int64))  # 16x16 labels: logits upsampled 4x
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        head = fit_linear_seg(feats.astype(np.float32), big, 3, 255, steps=150, lr=0.05, batch_size=4, seed=0)
+    finally:
+        torch.set_num_threads(old)
+    maps = linear_seg_maps(head, feats.astype(np.float32), [(16, 16)] * 12)
+    acc = np.mean([(m == b).mean() for m, b in zip(maps, big)])
+    assert acc > 0.9 and head["loss"] < 0.5  # learnable: the same under any thread layout, not bitwise
+
+
+def test_linear_seg_and_zero_shot_run_through_a_suite(tmp_path):
+    suite = (
+        "name: lin\ndefaults: {device: cpu, batch_size: 8}\nmodels:\n"
+        "  - {name: vit, adapter: timm, arch: vit_tiny_patch16_224, num_classes: 0, kwargs: {img_size: 64}}\n"
+        "  - {name: clip, adapter: open_clip, arch: ViT-S-32, image_size: 64}\n"
+        "tasks:\n"
+        "  - {name: lin, type: segmentation, protocol: linear_seg, dataset: {format: seg_shapes, n: 6}, models: [vit],"
+        " linear: {train: {format: seg_shapes, split: train, n: 12}, input_size: 64, steps: 60, lr: 0.01}}\n"
+        "  - {name: zs, type: segmentation, protocol: zero_shot, dataset: {format: seg_shapes, n: 6}, models: [clip], zero_shot: {input_size: 64}}\n"
+    )
+    r, rows = run(tmp_path, suite)
+    assert r.exit_code == 0, r.output
+    assert rows.status.eq("ok").all() and set(rows.task) == {"lin", "zs"}
+    import json
+
+    lin = json.loads(rows[rows.task == "lin"].meta.iloc[0])
+    assert lin["protocol"] == "linear_seg" and lin["linear"]["train_images"] == 12 and lin["linear"]["feature_grid"] == [4, 4]
+    zs = json.loads(rows[rows.task == "zs"].meta.iloc[0])
+    assert zs["zero_shot"]["prompts"] == 5 and zs["zero_shot"]["feature_grid"] == [2, 2]
+
+
+def test_a_protocol_no_model_can_serve_is_one_line_at_validation(tmp_path):
+    suite = "name: sk\nmodels:\n" + SEGNET + "tasks:\n  - {name: zs, type: segmentation, protocol: zero_shot, dataset: {format: seg_shapes, n: 2}}\n"
+    r, rows = run(tmp_path, suite)
+    assert r.exit_code != 0 and rows is None
+    assert "no model can run task 'zs' (needs dense_embeddings, text_features; colour-segnet: model lacks dense_embeddings, text_features)" in r.output

@@ -68,12 +68,21 @@ class LinearSegConfig(BaseModel):
     optimizer: Literal["adamw", "sgd"] = "adamw"
 
 
+class ZeroShotSegConfig(BaseModel):
+    """Open-vocabulary baseline (MaskCLIP): patch embeddings scored against the class names' text embeddings."""
+
+    model_config = ConfigDict(extra="forbid")
+    templates: list[str] = Field(["a photo of a {}."], min_length=1)  # each with {} for the class name
+    input_size: int = Field(448, gt=0)  # images resized (no crop) to this square
+
+
 class SegmentationConfig(TaskConfig):
     type: Literal["segmentation"]
     dataset: SegDatasetSpec
-    protocol: Literal["model", "linear_seg"] = "model"  # model: its seg_logits or a results folder; linear_seg: a head on patch_features
+    protocol: Literal["model", "linear_seg", "zero_shot"] = "model"  # model: its seg_logits or a results folder; linear_seg: a head on patch_features; zero_shot: dense_embeddings vs class names
     inference: InferenceConfig = InferenceConfig()
     linear: Optional[LinearSegConfig] = None  # protocol linear_seg
+    zero_shot: ZeroShotSegConfig = ZeroShotSegConfig()  # protocol zero_shot
     per_category: bool = True  # one `seg/IoU/<class>` row per class present in labels or predictions
 
     @model_validator(mode="after")
@@ -81,6 +90,11 @@ class SegmentationConfig(TaskConfig):
         if (self.protocol == "linear_seg") != (self.linear is not None):
             raise ValueError("protocol linear_seg needs a linear: {train: ...} block, and linear applies to it only")
         return self
+
+
+def prompt_name(name: str) -> str:
+    """A class name as prompts use it: ADE-847's "building, edifice" lists synonyms, the first is the name."""
+    return name.split(", ")[0].strip()
 
 
 def label_size(path: str) -> tuple[int, int]:
@@ -120,7 +134,7 @@ class SegmentationTask(Task):
     type = "segmentation"
     Config = SegmentationConfig
     description = "semantic segmentation mIoU/mAcc/aAcc + per-class IoU (mmseg IoUMetric; whole/slide/multi-scale/flip) from a model or PNG label maps"
-    needs = frozenset({"seg_logits", "predictions", "patch_features"})
+    needs = frozenset({"seg_logits", "predictions", "patch_features", "dense_embeddings", "text_features"})
     headline = ("seg/mIoU",)
     per_category = "seg/IoU/*"
     cost = 3.0
@@ -129,6 +143,8 @@ class SegmentationTask(Task):
     def required_capabilities(cls, cfg: SegmentationConfig) -> "frozenset | tuple[frozenset, ...]":
         if cfg.protocol == "linear_seg":
             return frozenset({"patch_features"})
+        if cfg.protocol == "zero_shot":
+            return frozenset({"dense_embeddings", "text_features"})
         return (frozenset({"seg_logits"}), frozenset({"predictions"}))
 
     def evaluate(self, adapter) -> TaskResult:
@@ -138,6 +154,9 @@ class SegmentationTask(Task):
         meta: dict = {"images": len(split), "classes": c}
         if cfg.protocol == "linear_seg":
             preds, files = self._linear_seg(adapter, split, meta)
+            on_device = self.ctx.device
+        elif cfg.protocol == "zero_shot":
+            preds, files = self._zero_shot(adapter, split, meta)
             on_device = self.ctx.device
         elif "predictions" in adapter.capabilities:
             folder = self.ctx.outputs("predictions", task_name=cfg.name)
@@ -214,6 +233,26 @@ class SegmentationTask(Task):
         sizes = [label_size(p) for p in split.labels]
         meta.update(protocol="linear_seg", linear={**lin.model_dump(mode="json", exclude={"train"}), "train_images": len(train), "feature_grid": list(feats.shape[-2:]), "final_loss": head["loss"]})
         return iter(linear_seg_maps(head, val, sizes, self.ctx.device)), [f"model '{adapter.args.name}' on {p}" for p in split.images]
+
+    def _zero_shot(self, adapter, split: SegSplit, meta: dict):
+        """MaskCLIP: cosine of each patch embedding with each class's mean template embedding, upsampled to the label."""
+        import dataclasses
+
+        from bench.probes import linear_seg_maps, zero_shot_weights
+
+        zs = self.cfg.zero_shot
+        names = [prompt_name(c) for c in split.classes]
+        prompts = [t.replace("{}", n) for n in names for t in zs.templates]
+        text = zero_shot_weights(np.asarray(self.ctx.outputs("text_features", prompts)), len(names), len(zs.templates))
+        pre = dataclasses.replace(adapter.preprocess, input_size=zs.input_size, resize="square")
+        emb = np.asarray(self.ctx.outputs("dense_embeddings", split.image_split(), preprocess=pre))
+        norm = np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = emb / np.where(norm > 0, norm, 1.0)
+        d = emb.shape[1]
+        head = {"weight": text.astype(np.float32), "bias": np.zeros(len(names), np.float32), "mean": np.zeros(d, np.float32), "std": np.ones(d, np.float32)}
+        sizes = [label_size(p) for p in split.labels]
+        meta.update(protocol="zero_shot", zero_shot={**zs.model_dump(mode="json"), "prompts": len(prompts), "feature_grid": list(emb.shape[-2:])})
+        return iter(linear_seg_maps(head, emb, sizes, self.ctx.device)), [f"model '{adapter.args.name}' on {p}" for p in split.images]
 
     @staticmethod
     def _confusion(pred: np.ndarray, label: np.ndarray, split: SegSplit, device) -> np.ndarray:
