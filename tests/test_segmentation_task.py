@@ -360,3 +360,25 @@ def test_a_protocol_no_model_can_serve_is_one_line_at_validation(tmp_path):
     r, rows = run(tmp_path, suite)
     assert r.exit_code != 0 and rows is None
     assert "no model can run task 'zs' (needs dense_embeddings, text_features; colour-segnet: model lacks dense_embeddings, text_features)" in r.output
+
+
+@pytest.mark.parametrize("zero, label_map", [(False, None), (True, None), (False, CITYSCAPES_TRAIN_IDS)])
+def test_coded_confusion_equals_confusion_of_decoded_maps(zero, label_map):
+    from bench.data.segmentation import SegSplit
+    from bench.metrics.segmentation import code_tables, coded_confusion
+
+    split = SegSplit("val", "x", [], [], [f"c{k}" for k in range(19)], 255, zero, label_map)
+    rng = np.random.default_rng(1)
+    raw_label = rng.integers(0, 19, (40, 30)).astype(np.uint8)
+    raw_label[rng.random(raw_label.shape) < 0.1] = 255
+    raw_pred = rng.integers(0, 40, (40, 30)).astype(np.uint8)
+    if label_map:
+        raw_label = rng.choice(list(label_map) + [0, 1, 255], size=(40, 30)).astype(np.uint8)
+    rows, cols = code_tables(split.decoded_values(), 19, 255)
+    got = coded_confusion(rows[raw_label], cols[raw_pred], 19)
+    want = confusion(split.decode(raw_pred.astype(np.int64)), split.decode(raw_label.astype(np.int64)), 19, 255)
+    np.testing.assert_array_equal(got[:19], want)
+    from bench.metrics.segmentation import coded_confusion_u8
+
+    np.testing.assert_array_equal(coded_confusion_u8(raw_label, raw_pred, rows, cols, 19), got)
+    assert got[19].sum() == (split.decode(raw_label.astype(np.int64)) == 255).sum() and got[20].sum() == 0

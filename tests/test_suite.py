@@ -291,13 +291,13 @@ def test_backbones_suite_validates_given_its_files(tmp_path, monkeypatch):
             for f in missing:
                 Path(f).parent.mkdir(parents=True, exist_ok=True)
                 Path(f).touch()
-            for f in folders:
+            for f in dict.fromkeys(folders):  # a folder two keys name (a dataset root and its train root) once
                 Path(f).unlink()
                 Path(f).mkdir()
     else:
         pytest.fail("backbones.yaml did not validate")
     types = {j.task.type for j in plan.jobs}
-    assert types == {"classification", "ood", "detection", "ovd_coco", "superglue"}
+    assert types == {"classification", "ood", "detection", "ovd_coco", "segmentation", "superglue"}
     protocols = {j.task.protocol for j in plan.jobs if j.task.type == "classification"}
     assert protocols == {"head", "linear_probe", "knn", "few_shot", "zero_shot"}
     assert any(j.model.name == "vit-b16-greedy-soup" for j in plan.jobs)

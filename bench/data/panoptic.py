@@ -51,9 +51,9 @@ def _segments(ann: dict, cat_index: dict, source: str, gt: bool) -> Segments:
     keys = ("id", "category_id", "area", "iscrowd") if gt else ("id", "category_id")
     try:
         cols = [[s[k] for s in info] for k in keys]
-    except (KeyError, TypeError):
-        raise DataError(f"{source}: every segments_info entry needs {', '.join(keys)}") from None
-    ids = np.asarray(cols[0], np.int64).reshape(-1)
+        ids = np.asarray(cols[0], np.int64).reshape(-1)
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{source}: every segments_info entry needs {', '.join(keys)} (integer ids)") from None
     seen, first = np.unique(ids, return_index=True)
     if seen.size < ids.size:
         dup = int(ids[np.setdiff1d(np.arange(ids.size), first)[0]])

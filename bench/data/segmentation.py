@@ -44,15 +44,17 @@ def shipped_classes(name: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def read_label_map(path: str, what: str = "label map") -> np.ndarray:
-    """A single-channel PNG/TIFF as an int64 array; RGB, unreadable or truncated files are one DataError."""
+def read_label_map(path: str, what: str = "label map", raw: bool = False) -> np.ndarray:
+    """A single-channel PNG/TIFF as an int64 array (raw: as stored, uint8/uint16/int32); RGB, unreadable
+    or truncated files are one DataError."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             if im.mode not in LABEL_MODES:
                 raise DataError(f"{path}: {what} is a {im.mode} image; expected one channel of class values (mode L, P or I;16)")
-            return np.asarray(im).astype(np.int64)
+            arr = np.asarray(im)
+            return arr if raw else arr.astype(np.int64)
     except DataError:
         raise
     except FileNotFoundError:
@@ -107,6 +109,10 @@ class SegSplit:
             out[raw == self.ignore_index] = self.ignore_index
             return out
         return raw
+
+    def decoded_values(self, n: int = 65536) -> np.ndarray:
+        """decode() of every raw value 0…n−1: a lookup table for uint8/uint16 files."""
+        return self.decode(np.arange(n, dtype=np.int64))
 
     def label(self, i: int) -> np.ndarray:
         return self.decode(read_label_map(self.labels[i]))

@@ -44,6 +44,34 @@ def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int, ignore_inde
     return np.bincount(label * (num_classes + 1) + pred, minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
 
 
+def code_tables(decoded: np.ndarray, num_classes: int, ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup tables from raw file values to confusion rows and columns, given each raw value's decoded
+    class (`decoded[v]`): label rows 0…C−1, C for ignore_index, C + 1 for anything else (invalid);
+    prediction columns 0…C−1, C for anything outside the classes. The same counts as `confusion`."""
+    valid = (decoded >= 0) & (decoded < num_classes)
+    rows = np.where(valid, decoded, np.where(decoded == ignore_index, num_classes, num_classes + 1)).astype(np.int32)
+    cols = np.where(valid, decoded, num_classes).astype(np.int32)
+    return rows, cols
+
+
+def coded_confusion(rows: np.ndarray, cols: np.ndarray, num_classes: int) -> np.ndarray:
+    """[C + 2, C + 1] counts of coded label rows and prediction columns (code_tables): row C is the ignored
+    pixels, row C + 1 the invalid ones; rows 0…C−1 are `confusion`'s matrix."""
+    idx = rows.ravel() * (num_classes + 1) + cols.ravel()
+    return np.bincount(idx, minlength=(num_classes + 2) * (num_classes + 1)).reshape(num_classes + 2, num_classes + 1)
+
+
+def coded_confusion_u8(label: np.ndarray, pred: np.ndarray, rows: np.ndarray, cols: np.ndarray, num_classes: int) -> np.ndarray:
+    """coded_confusion of uint8 maps without a per-pixel lookup: the joint histogram of raw values
+    (256 x 256 bins) is counted once, then its few non-empty cells are moved to their rows and columns."""
+    joint = np.bincount(((label.astype(np.uint16) << 8) | pred).ravel(), minlength=65536)
+    nz = np.flatnonzero(joint)
+    lab, prd = np.divmod(nz, 256)
+    idx = rows[lab] * (num_classes + 1) + cols[prd]
+    out = np.bincount(idx, weights=joint[nz], minlength=(num_classes + 2) * (num_classes + 1))
+    return out.astype(np.int64).reshape(num_classes + 2, num_classes + 1)
+
+
 def areas(conf: np.ndarray) -> np.ndarray:
     """[3, C] (intersect, label area, pred area) of a [C, C + 1] matrix, or [N, 3, C] of a stack."""
     conf = np.asarray(conf)

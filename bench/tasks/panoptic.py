@@ -73,7 +73,8 @@ class PanopticTask(Task):
             else:
                 empty.append(name)
         if empty:
-            meta["warnings"] = [f"no {g} category has a ground-truth or predicted segment: its PQ/SQ/RQ rows are left out (panopticapi divides by zero)" for g in empty]
+            why = "its PQ/SQ/RQ rows are left out (panopticapi divides by zero)"
+            meta["warnings"] = [f"no {g} category has a ground-truth or predicted segment: {why}" for g in empty]
         rows = [{"metric": f"pq/{k}", "value": float(got[k])} for k in keys]
         shown = {}
         if cfg.per_category:
