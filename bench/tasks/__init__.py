@@ -13,6 +13,7 @@ for _type, _module in {
     "lvis": "bench.tasks.detection",
     "ood": "bench.tasks.ood",
     "ovd_coco": "bench.tasks.detection",
+    "panoptic": "bench.tasks.panoptic",
     "retrieval": "bench.tasks.retrieval",
     "segmentation": "bench.tasks.segmentation",
     "superglue": "bench.tasks.superglue",
