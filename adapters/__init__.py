@@ -13,6 +13,7 @@ for _name, _module in {
     "region_clip": "adapters.region_clip",
     "timm": "adapters.timm",
     "torchvision_detector": "adapters.detectors",
+    "torchvision_video": "adapters.torchvision_video",
     "transformers": "adapters.transformers",
     "video_heads": "adapters.video",
 }.items():

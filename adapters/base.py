@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # annotations only: torch is imported where it is used, so a 
 
 
 # the output shape of each tensor capability, for OutputError messages
-OUTPUT_SHAPES = {"image_logits": "[batch, classes]", "image_features": "[batch, dim]", "text_features": "[batch, dim]", "seg_logits": "[batch, classes, height, width]", "patch_features": "[batch, dim, height, width]", "dense_embeddings": "[batch, dim, height, width]"}
+OUTPUT_SHAPES = {"image_logits": "[batch, classes]", "image_features": "[batch, dim]", "text_features": "[batch, dim]", "seg_logits": "[batch, classes, height, width]", "patch_features": "[batch, dim, height, width]", "dense_embeddings": "[batch, dim, height, width]", "video_logits": "[batch, classes]", "video_features": "[batch, dim]"}
 
 
 @dataclass(frozen=True)

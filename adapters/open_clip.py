@@ -27,16 +27,16 @@ class OpenClipArgs(AdapterArgs):
 
 @register_adapter
 class OpenClipAdapter(Adapter):
-    provides = frozenset({"image_features", "text_features", "dense_embeddings"})  # every capability capabilities_for may offer
+    provides = frozenset({"image_features", "text_features", "dense_embeddings", "video_features"})  # every capability capabilities_for may offer
     name = "open_clip"
     Args = OpenClipArgs
     description = "open_clip CLIP models: image + text towers and tokenizer (zero-shot)"
-    offers = "image_features, text_features, dense_embeddings (ViT towers)"
+    offers = "image_features, text_features, video_features (frames averaged), dense_embeddings (ViT towers)"
 
     @classmethod
     def capabilities_for(cls, args: OpenClipArgs) -> frozenset[str]:
         vit = args.arch.startswith("ViT-") and "CoCa" not in args.arch  # MaskCLIP's value path needs open_clip's own ViT
-        return frozenset({"image_features", "text_features"} | ({"dense_embeddings"} if vit else set()))
+        return frozenset({"image_features", "text_features", "video_features"} | ({"dense_embeddings"} if vit else set()))
 
     def __init__(self, args: OpenClipArgs, **kw):
         super().__init__(args, **kw)
@@ -100,6 +100,13 @@ class OpenClipAdapter(Adapter):
             tokens = v.ln_post(t[:, 1:]) @ v.proj
         out = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], gh, gw)
         return self.check_finite(out.float(), "dense_embeddings", self.args.name)
+
+    def video_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """Zero-shot video: each frame's L2-normalised image embedding, averaged over time [B, D]."""
+        b, c, t, h, w = clips.shape
+        frames = clips.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        f = torch.nn.functional.normalize(self.image_features(frames), dim=-1)
+        return f.reshape(b, t, -1).mean(1)
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(texts).to(self.device)

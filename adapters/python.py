@@ -6,6 +6,8 @@ Contract for the module the factory returns:
 - text_features:  module.encode_text(list[str]) -> [B, D]
 - linear_head:    module.get_classifier() -> nn.Linear mapping forward_features to forward
 - input_gradients: forward(x) is differentiable in x (for ODIN)
+- video_logits:   module(x) -> [B, num_classes], x the normalised clips [B, C, T, H, W]
+- video_features: module.forward_features(x) -> [B, D], x as for video_logits
 - seg_logits:     module(x) -> [B, num_classes, h, w] at any stride, or torchvision's {"out": ...}
                   (segmentation; x is the
                   normalised image at the size the task's inference mode gives, not preprocess's)
@@ -34,7 +36,7 @@ class PythonArgs(AdapterArgs):
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     python_path: list[ExistingPath] = []  # folders put on sys.path first, relative to the suite
     kwargs: dict[str, Any] = {}
-    capabilities: list[Literal["image_logits", "image_features", "text_features", "linear_head", "input_gradients", "seg_logits"]] = Field(min_length=1)
+    capabilities: list[Literal["image_logits", "image_features", "text_features", "linear_head", "input_gradients", "seg_logits", "video_logits", "video_features"]] = Field(min_length=1)
     checkpoint: Optional[ExistingFile] = None
     sha256: Optional[str] = SHA256
     key_map: list[KeyRule] = []  # strip/rename/drop rules applied to checkpoint keys, in order
@@ -71,7 +73,7 @@ def resolve_factory(spec: str):
 
 @register_adapter
 class PythonAdapter(Adapter):
-    provides = frozenset({"image_logits", "image_features", "text_features", "linear_head", "input_gradients", "odin_scores", "seg_logits"})  # every capability capabilities_for may offer
+    provides = frozenset({"image_logits", "image_features", "text_features", "linear_head", "input_gradients", "odin_scores", "seg_logits", "video_logits", "video_features"})  # every capability capabilities_for may offer
     name = "python"
     Args = PythonArgs
     description = "any torch.nn.Module from factory: 'pkg.module:build' with declared capabilities"
@@ -114,6 +116,20 @@ class PythonAdapter(Adapter):
             if isinstance(out, dict):  # torchvision's segmentation models return {"out": logits, "aux": ...}
                 out = out["out"]
             return self._check(out, "seg_logits")
+
+    def _clips(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, T, H, W] → normalised float on the device (the preprocess mean/std per channel)."""
+        mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1, 1)
+        std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1, 1)
+        return (clips.to(self.device).float() / 255 - mean) / std
+
+    def video_logits(self, clips: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), self.autocast():
+            return self._check(self.model(self._clips(clips)), "video_logits")
+
+    def video_features(self, clips: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), self.autocast():
+            return self._check(self.model.forward_features(self._clips(clips)), "video_features")
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         with torch.inference_mode(), self.autocast():

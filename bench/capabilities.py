@@ -12,6 +12,8 @@ Input kinds (how the broker batches and calls the method):
   choices     list[(context, continuation)]; method(contexts, continuations) -> array [B]
   dense       (ImageSplit, label sizes [(H, W)], bench.dense.Inference); method(uint8 [B,3,h,w], **args)
               -> logits [B, C, h', w']; the broker runs the inference mode and returns class maps [H, W]
+  clips       (VideoSplit, bench.data.video.Views); method(uint8 [B,3,T,H,W], **args) -> [B, K] per view;
+              the broker returns ([N, views, K] with NaN rows for unreadable videos, {index: error}, short flags)
   items       list of argument tuples; method(*item, **args) -> one result per item
   none        no inputs; method(**args) -> one result
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 from bench.registry import Registry
 
-INPUT_KINDS = ("images", "detections", "dense", "texts", "pairs", "choices", "items", "none")
+INPUT_KINDS = ("images", "detections", "dense", "clips", "texts", "pairs", "choices", "items", "none")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ for _args in (
     ("patch_features", "images", "patch_features", "the last stage's feature map [N, D, h, w] (a ViT's patch tokens on their grid)"),
     ("dense_embeddings", "images", "dense_embeddings", "patch embeddings [N, D, h, w] in the image-text space (MaskCLIP), scored against class-name embeddings"),
     ("seg_logits", "dense", "seg_logits", "per-pixel class logits [B, C, h, w] at any stride; served as class maps at the label's size"),
+    ("video_logits", "clips", "video_logits", "video classifier logits [N, views, K] of clips [B, 3, T, H, W]"),
+    ("video_features", "clips", "video_features", "video embeddings [N, views, D] (an image-text model: frame embeddings averaged over time)"),
     ("region_scores", "items", "region_scores", "class probabilities of given boxes on one image"),
     ("predictions", "none", "predictions_file", "a results file or folder made elsewhere, per task"),
     ("nlq_from_features", "items", "nlq_windows", "Ego4D NLQ windows from per-clip features: (features, fps, query, duration)"),

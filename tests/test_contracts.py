@@ -15,13 +15,14 @@ SUITES = sorted((REPO / "suites").glob("*.yaml"))
 
 
 def shipped():
-    """Every model and task entry of the shipped suites (validated without their data, with a stub InternImage factory)."""
+    """Every model and task entry of the shipped suites (validated without their data, with stub InternImage and UniFormerV2 factories)."""
     import os
     import sys
     import tempfile
 
     tmp = Path(tempfile.mkdtemp())
     (tmp / "internimage.py").write_text("def internimage_t():\n    raise NotImplementedError\n")
+    (tmp / "uniformerv2.py").write_text("def uniformerv2_b16():\n    raise NotImplementedError\n")
     saved = {v: os.environ.get(v) for v in ("DATA_ROOT", "CKPT_ROOT", "RESULTS_ROOT", "CODE_ROOT")}
     os.environ.update({v: str(tmp) for v in saved})
     try:
@@ -30,6 +31,7 @@ def shipped():
         for v, old in saved.items():
             os.environ.pop(v) if old is None else os.environ.__setitem__(v, old)
         sys.modules.pop("internimage", None)
+        sys.modules.pop("uniformerv2", None)
     return [m for s in out for m in s.models], [t for s in out for t in s.tasks]
 
 

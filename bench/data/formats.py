@@ -14,6 +14,7 @@ from bench.data.captions import CaptionListSpec, CocoCaptionsSpec, KarpathySpec,
 from bench.data.hf import HfCaptionsSpec, HfImagesSpec
 from bench.data.images import DigitsSpec, ImageFolderSpec, ImageListSpec, NoiseSpec
 from bench.data.segmentation import Ade20kSpec, Ade847Spec, CityscapesSpec, CocoStuffSpec, PascalContextSpec, SegFolderSpec, SegShapesSpec
+from bench.data.video import KineticsSpec, SplitFileSpec, Sthv2Spec, VideoListSpec, VideoSyntheticSpec
 from bench.data.wds import WdsCaptionsSpec, WdsImagesSpec
 
 # labelled images: classification, OOD, soups' held-out sets
@@ -27,6 +28,9 @@ CaptionDatasetSpec = Annotated[
 SegDatasetSpec = Annotated[
     Union[SegFolderSpec, Ade20kSpec, Ade847Spec, CityscapesSpec, PascalContextSpec, CocoStuffSpec, SegShapesSpec], Field(discriminator="format")
 ]
+
+# labelled videos: video classification (the rows' dataset is the VideoSplit's)
+VideoDatasetSpec = Annotated[Union[VideoListSpec, KineticsSpec, Sthv2Spec, SplitFileSpec, VideoSyntheticSpec], Field(discriminator="format")]
 
 
 def dataset_name(spec) -> str:

@@ -17,6 +17,7 @@ for _type, _module in {
     "retrieval": "bench.tasks.retrieval",
     "segmentation": "bench.tasks.segmentation",
     "superglue": "bench.tasks.superglue",
+    "video_classification": "bench.tasks.video",
 }.items():
     TASKS.lazy(_type, _module)
 
