@@ -144,7 +144,7 @@ def run(
 
 
 def _print_summary(summary):
-    from bench.tasks import is_per_category
+    from bench.tasks import display_scale, is_per_category
 
     t = Table(title=f"results: {summary.run_dir}")
     for c in ("model", "task", "status", "metrics", "wall s", "samples/s"):
@@ -154,7 +154,7 @@ def _print_summary(summary):
         plain = [r for r, c in zip(o.rows, cat) if not r.get("method") and not c]
         per_cat = sum(cat)
         methods = {r["method"] for r in o.rows if r.get("method")}
-        metrics = ", ".join(f"{r['metric']}={100 * r['value']:.2f}" for r in plain) if o.rows else (escape(o.error or "") if o.status == "failed" else "")
+        metrics = ", ".join(f"{r['metric']}={display_scale(r['metric'], r.get('task_type')) * r['value']:.2f}" for r in plain) if o.rows else (escape(o.error or "") if o.status == "failed" else "")
         if methods:
             metrics += f"{', ' if plain else ''}{len(o.rows) - len(plain) - per_cat} rows over {len(methods)} methods"
         if per_cat:

@@ -13,7 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.tasks import is_per_category, lower_is_better
+from bench.tasks import display_scale, is_per_category, lower_is_better
 from bench.results import load_rows
 
 COL = ["task", "dataset", "split", "metric"]
@@ -32,6 +32,7 @@ class Cell:
     ci_high: Optional[float] = None
     flag: str = ""  # why the cell is not comparable, empty when it is
     task_hash: Optional[str] = None
+    scale: float = 100.0  # printed as value × scale: percentages, or 1 for a family's unscaled metrics
 
 
 @dataclass
@@ -93,7 +94,7 @@ def from_rows(
 
     for r in ok.itertuples(index=False):
         comp.cells[(r.model, (r.task, r.dataset, r.split, r.metric))] = Cell(
-            value=float(r.value), task_hash=r.task_hash, stderr=_num(r.stderr), ci_low=_num(r.ci_low), ci_high=_num(r.ci_high)
+            value=float(r.value), task_hash=r.task_hash, stderr=_num(r.stderr), ci_low=_num(r.ci_low), ci_high=_num(r.ci_high), scale=display_scale(r.metric, r.task_type)
         )
     for r in failed.itertuples(index=False):
         for col in columns:
@@ -157,20 +158,17 @@ def _apply_baseline(comp: Comparison, baseline: str) -> None:
 
 
 # ---------------------------------------------------------------- rendering
-def _pct(v: float) -> str:
-    return f"{100 * v:.2f}"
-
-
 def cell_text(c: Optional[Cell], markup: str) -> str:
     if c is None:
         return "—"
     if c.status != "ok":
         return "failed"
-    s = _pct(c.value)
+    k = c.scale
+    s = f"{k * c.value:.2f}"
     if c.ci_low is not None and c.ci_high is not None:
-        s += f" ±{100 * (c.ci_high - c.ci_low) / 2:.2f}"
+        s += f" ±{k * (c.ci_high - c.ci_low) / 2:.2f}"
     if c.delta is not None:
-        s += f" ({'+' if c.delta >= 0 else ''}{100 * c.delta:.2f})"
+        s += f" ({'+' if c.delta >= 0 else ''}{k * c.delta:.2f})"
     if c.flag:
         s += " †"
     if c.best:

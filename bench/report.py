@@ -167,8 +167,8 @@ def _col_head(col: tuple, kind) -> str:
 def _summary_cell(c: Optional[cmp.Cell], failed: bool, method: Optional[str]) -> str:
     if c is None:
         return "<td class='failed'>failed</td>" if failed else "<td>—</td>"
-    value = f"{100 * c.value:.2f}" + (" †" if c.flag else "") + (" ≈" if c.tie else "")
-    ci = f"±{100 * (c.ci_high - c.ci_low) / 2:.2f}" if c.ci_low is not None and c.ci_high is not None else ""
+    value = f"{c.scale * c.value:.2f}" + (" †" if c.flag else "") + (" ≈" if c.tie else "")
+    ci = f"±{c.scale * (c.ci_high - c.ci_low) / 2:.2f}" if c.ci_low is not None and c.ci_high is not None else ""
     sub = " · ".join(x for x in (ci, method) if x)
     cls = "best" if c.best else "tie" if c.tie else ""
     tip = f" title='{esc(c.flag)}'" if c.flag else ""

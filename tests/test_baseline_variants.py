@@ -21,4 +21,4 @@ def test_other_threads_layout_and_batch_size_pass_the_shipped_baseline(tmp_path,
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["check", str(out / "smoke"), "--baseline", str(REPO / "results" / "baselines" / "smoke.parquet"), "--all"])
     assert r.exit_code == 0, r.output
-    assert "PASS: 1050 baseline metrics" in r.output
+    assert "PASS: 1060 baseline metrics" in r.output

@@ -135,7 +135,7 @@ def smoke_run(tmp_path_factory):
 def test_smoke_suite_runs_and_matches_baseline(smoke_run, tmp_path):
     out, output = smoke_run
     assert (out / "leaderboard.parquet").exists()
-    assert "33 ok or resumed, 0 failed" in output
+    assert "34 ok or resumed, 0 failed" in output
     board = pd.read_parquet(out / "leaderboard.parquet")
     assert set(board.model) == {"resnet18", "vit-tiny", "tiny-convnet", "clip-vit-s32", "shapes-dets", "maskrcnn-r18", "clip-regions", "minilm", "ego4d-heads", "colour-segnet", "motion-net"}
     # classification: 12 jobs × (top1, top5, mean_per_class_recall); OOD: 3 models × (top1, top5 + 13 methods × (3 sets + 2 means) × 4)
@@ -143,9 +143,10 @@ def test_smoke_suite_runs_and_matches_baseline(smoke_run, tmp_path):
     # LVIS: 2 models × (bbox, segm) × 10, OVD: 2 models × 3; SuperGLUE: 11 task metrics + axb/mcc, axg/acc, axg/parity + score;
     # Ego4D NLQ: R1/3/5 × 2 thresholds + mIoU + coverage; MQ: 5 mAP@t + mAP + 15 recalls;
     # retrieval: 6 recalls + rsum + mean_recall; webdataset zero-shot on 4 classes: top1, mean_per_class_recall;
-    # segmentation: 3 jobs × (mIoU, mAcc, aAcc + IoU of the 5 classes); video on 4 classes: 3 jobs × (top1, mean_class_acc)
+    # segmentation: 3 jobs × (mIoU, mAcc, aAcc + IoU of the 5 classes); video on 4 classes: 3 jobs × (top1, mean_class_acc);
+    # video retrieval: 6 recalls + rsum + mean_recall + 2 median ranks
     n_cls_ood = 36 + 3 * (2 + 13 * 5 * 4) + (2 + 4 * 4)
-    assert (board.status == "ok").all() and len(board) == n_cls_ood + 2 * 2 * 20 + 2 * 2 * 10 + 2 * 3 + 15 + 8 + 21 + 8 + 2 + 3 * 8 + 3 * 2 == 1050
+    assert (board.status == "ok").all() and len(board) == n_cls_ood + 2 * 2 * 20 + 2 * 2 * 10 + 2 * 3 + 15 + 8 + 21 + 8 + 2 + 3 * 8 + 3 * 2 + 10 == 1060
     assert set(board[board.task == "digits-ood"].method.dropna()) == set(list_postprocessors()) - {"mcm"} | {"odin"}
     # every number with per-sample data says how sure it is (-1 is COCO's "no ground truth in this slice")
     scored = board[board.value != -1]
@@ -155,7 +156,7 @@ def test_smoke_suite_runs_and_matches_baseline(smoke_run, tmp_path):
     summary = tmp_path / "summary.md"
     r = CliRunner().invoke(app, ["check", str(out), "--baseline", str(REPO / "results" / "baselines" / "smoke.parquet"), "--summary", str(summary)])
     assert r.exit_code == 0, r.output
-    assert "PASS: 1050 baseline metrics" in r.output and "No regressions" in summary.read_text()
+    assert "PASS: 1060 baseline metrics" in r.output and "No regressions" in summary.read_text()
     assert "regressed" not in r.output
     r = CliRunner().invoke(app, ["compare", str(out), "--format", "markdown"])
     assert r.exit_code == 0 and "clip-vit-s32" in r.output and "digits-zeroshot" in r.output
@@ -172,11 +173,11 @@ def test_check_fails_on_regression_against_real_run(smoke_run, tmp_path):
     r = CliRunner().invoke(app, ["check", str(out), "--baseline", str(bumped)])
     # ... except where a model got none right (se 0: 0 of 226 against 2%, which Wilson's bound also rejects)
     zero = int((top1 & (base.stderr == 0)).sum())
-    assert zero == 2 and r.exit_code == 1 and f"FAIL: {zero} of 1050" in r.output and f"{zero} regressed" in r.output
+    assert zero == 2 and r.exit_code == 1 and f"FAIL: {zero} of 1060" in r.output and f"{zero} regressed" in r.output
     base.loc[top1, "value"] += 0.10  # 12 points: beyond it for all 16 top1 rows
     base.to_parquet(bumped)
     r = CliRunner().invoke(app, ["check", str(out), "--baseline", str(bumped)])
-    assert r.exit_code == 1 and "FAIL: 16 of 1050" in r.output and "16 regressed" in r.output
+    assert r.exit_code == 1 and "FAIL: 16 of 1060" in r.output and "16 regressed" in r.output
     # the same drop passes under a looser suite tolerance given explicitly
     loose = tmp_path / "loose.yaml"
     loose.write_text(

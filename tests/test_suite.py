@@ -61,10 +61,10 @@ def test_smoke_suite_validates():
     # nor have MiniLM (a text encoder) and the Ego4D heads; the 2 Ego4D tasks fit only the heads (8 others)
     # retrieval and the webdataset zero-shot need both towers: only clip-vit-s32 (8 others each);
     # colour-segnet serves only segmentation (10 tasks it cannot run); shapes-seg needs seg_logits (9 others);
-    # motion-net serves only video logits (11 others); each of the 3 video tasks fits one of the 11 models (10 others)
-    assert len(plan.skipped) == 8 + 5 * 6 + 2 * 8 + 2 * 8 + 10 + 9 + 11 + 3 * 10
-    video = {(j.model.name, j.task.name) for j in plan.jobs if j.task.type == "video_classification"}
-    assert video == {("motion-net", "video-1x1"), ("motion-net", "video-4x3"), ("clip-vit-s32", "video-zeroshot")}
+    # motion-net serves only video logits (11 others); each of the 4 video tasks fits one of the 11 models (10 others)
+    assert len(plan.skipped) == 8 + 5 * 6 + 2 * 8 + 2 * 8 + 10 + 9 + 11 + 4 * 10
+    video = {(j.model.name, j.task.name) for j in plan.jobs if j.task.type.startswith("video")}
+    assert video == {("motion-net", "video-1x1"), ("motion-net", "video-4x3"), ("clip-vit-s32", "video-zeroshot"), ("clip-vit-s32", "video-retrieval")}
     seg = {(j.model.name, j.task.name) for j in plan.jobs if j.task.type == "segmentation"}
     assert seg == {("colour-segnet", "shapes-seg"), ("vit-tiny", "shapes-seg-linear"), ("clip-vit-s32", "shapes-seg-zeroshot")}
     assert {(j.model.name, j.task.name) for j in plan.jobs if j.task.name in ("shapes-retrieval", "wds-shapes-zeroshot")} == {

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -217,3 +218,37 @@ def test_readers_name_files_as_the_download_scripts_do(tmp_path):
     (tmp_path / "splits" / "testlist01.txt").write_text("ApplyLipstick/v_ApplyLipstick_g01_c01.avi\n")
     u = SplitFileSpec(format="ucf101", splits=str(tmp_path / "splits"), root=str(tmp_path)).load()
     assert u.labels.tolist() == [1] and u.paths[0].endswith("ApplyLipstick/v_ApplyLipstick_g01_c01.avi")
+
+
+CLIP = "  - {name: clip, adapter: open_clip, arch: ViT-S-32, image_size: 64}\n"
+
+
+def test_video_retrieval_runs_with_median_ranks(tmp_path):
+    suite = "name: r\ndefaults: {device: cpu}\nmodels:\n" + CLIP + "tasks:\n  - {name: r, type: video_retrieval, dataset: {format: video_captions_synthetic}, sampling: {mode: uniform, num_frames: 4}, size: 64}\n"
+    r, rows = run(tmp_path, suite)
+    assert r.exit_code == 0, r.output
+    got = rows.set_index("metric")
+    assert set(got.index) == {f"{d}/R@{k}" for d in ("v2t", "t2v") for k in (1, 5, 10)} | {"rsum", "mean_recall", "v2t/MdR", "t2v/MdR"}
+    assert got.n["v2t/R@1"] == 8 and got.n["t2v/R@1"] == sum(1 + i % 3 for i in range(8))
+    assert got.value["t2v/R@10"] == 1.0  # 8 videos: every caption's video is in the top 10
+    assert 1 <= got.value["t2v/MdR"] <= 8 and got.ci_method.str.contains("unit=video").all()
+    preds = pd.concat(pd.read_parquet(p) for p in (tmp_path / "res").rglob("predictions/*.parquet"))
+    assert got.value["t2v/MdR"] == float(np.median(preds["rank"] + 1))
+    table = CliRunner().invoke(app, ["compare", str(tmp_path / "res" / "r")]).output
+    assert f"{got.value['t2v/MdR']:.2f}" in table  # a rank, printed as it is, not as a percentage
+
+
+def test_video_caption_readers(tmp_path):
+    from bench.data.video import MsrvttSpec, VideoCaptionsSpec
+
+    (tmp_path / "t.csv").write_text("key,vid_key,video_id,sentence\nret0,msr7020,video7020,a man sings\nret1,msr7021,video7021,a cat jumps\n")
+    m = MsrvttSpec(format="msrvtt", file=str(tmp_path / "t.csv"), root=str(tmp_path)).load()
+    assert m.videos.paths == [str(tmp_path / "video7020.mp4"), str(tmp_path / "video7021.mp4")] and m.text_video.tolist() == [0, 1]
+    (tmp_path / "d.jsonl").write_text('{"video": "a.mp4", "captions": ["one", "two"]}\n{"video": "b.mp4", "captions": ["three"]}\n')
+    d = VideoCaptionsSpec(format="video_captions", file=str(tmp_path / "d.jsonl")).load()
+    assert d.captions == ["one", "two", "three"] and d.text_video.tolist() == [0, 0, 1]
+    p = VideoCaptionsSpec(format="video_captions", file=str(tmp_path / "d.jsonl"), paragraph=True).load()
+    assert p.captions == ["one two", "three"] and p.text_video.tolist() == [0, 1]
+    (tmp_path / "bad.jsonl").write_text('{"video": "a.mp4", "captions": []}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: video a\.mp4 has no captions"):
+        VideoCaptionsSpec(format="video_captions", file=str(tmp_path / "bad.jsonl")).load()

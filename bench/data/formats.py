@@ -14,7 +14,7 @@ from bench.data.captions import CaptionListSpec, CocoCaptionsSpec, KarpathySpec,
 from bench.data.hf import HfCaptionsSpec, HfImagesSpec
 from bench.data.images import DigitsSpec, ImageFolderSpec, ImageListSpec, NoiseSpec
 from bench.data.segmentation import Ade20kSpec, Ade847Spec, CityscapesSpec, CocoStuffSpec, PascalContextSpec, SegFolderSpec, SegShapesSpec
-from bench.data.video import KineticsSpec, SplitFileSpec, Sthv2Spec, VideoListSpec, VideoSyntheticSpec
+from bench.data.video import KineticsSpec, MsrvttSpec, SplitFileSpec, Sthv2Spec, VideoCaptionsSpec, VideoCaptionsSyntheticSpec, VideoListSpec, VideoSyntheticSpec
 from bench.data.wds import WdsCaptionsSpec, WdsImagesSpec
 
 # labelled images: classification, OOD, soups' held-out sets
@@ -31,6 +31,8 @@ SegDatasetSpec = Annotated[
 
 # labelled videos: video classification (the rows' dataset is the VideoSplit's)
 VideoDatasetSpec = Annotated[Union[VideoListSpec, KineticsSpec, Sthv2Spec, SplitFileSpec, VideoSyntheticSpec], Field(discriminator="format")]
+# videos with captions: video-text retrieval
+VideoCaptionDatasetSpec = Annotated[Union[MsrvttSpec, VideoCaptionsSpec, VideoCaptionsSyntheticSpec], Field(discriminator="format")]
 
 
 def dataset_name(spec) -> str:

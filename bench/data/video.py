@@ -13,6 +13,7 @@ The short side is resized to `short_side`, then `crops` squares of `size` are cu
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -414,3 +415,102 @@ def cached_views(path: str, v: Views, enabled: bool = True) -> tuple[np.ndarray,
     os.replace(tmp, p)
     return views, short
 
+
+
+# ---------------------------------------------------------------- video-text retrieval
+
+
+@dataclass
+class VideoCaptionSet:
+    videos: VideoSplit
+    captions: list[str]
+    text_video: np.ndarray  # the video each caption describes
+
+    def subset(self, limit: Optional[int], seed: int) -> "VideoCaptionSet":
+        if not limit or limit >= len(self.videos):
+            return self
+        idx = np.sort(np.random.default_rng(seed).permutation(len(self.videos))[:limit])
+        new = {int(v): k for k, v in enumerate(idx)}
+        keep = [t for t, v in enumerate(self.text_video) if int(v) in new]
+        return VideoCaptionSet(self.videos.keep(idx), [self.captions[t] for t in keep], np.asarray([new[int(self.text_video[t])] for t in keep], np.int64))
+
+
+def _caption_set(name: str, split: str, pairs: list[tuple[str, str]], paragraph: bool) -> VideoCaptionSet:
+    """(video path, caption) pairs → one entry per video in first-seen order; `paragraph` joins a video's captions."""
+    order: dict[str, int] = {}
+    caps: list[list[str]] = []
+    for path, cap in pairs:
+        if path not in order:
+            order[path] = len(order)
+            caps.append([])
+        caps[order[path]].append(cap)
+    if paragraph:
+        caps = [[" ".join(c)] for c in caps]
+    paths = list(order)
+    videos = VideoSplit(split, name, paths, np.zeros(len(paths), np.int64), [])
+    text_video = np.asarray([i for i, c in enumerate(caps) for _ in c], np.int64)
+    return VideoCaptionSet(videos, [x for c in caps for x in c], text_video)
+
+
+class MsrvttSpec(_Spec):
+    """MSR-VTT's 1k-A test split (JSFusion's MSRVTT_JSFUSION_test.csv: key,vid_key,video_id,sentence) and `<video_id>.mp4`."""
+
+    format: Literal["msrvtt"]
+    file: ExistingFile
+    root: ExistingDir
+    split: str = "test"
+
+    def load(self) -> VideoCaptionSet:
+        try:
+            with open(self.file, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise DataError(f"{self.file}: cannot read CSV: {e}") from None
+        if rows and not {"video_id", "sentence"} <= set(rows[0]):
+            raise DataError(f"{self.file}: expected columns key,vid_key,video_id,sentence; got {','.join(rows[0])}")
+        return _caption_set("msrvtt_1k", self.split, [(str(Path(self.root) / f"{r['video_id']}.mp4"), r["sentence"]) for r in rows], False)
+
+
+class VideoCaptionsSpec(_Spec):
+    """JSONL lines {"video": relative path, "captions": [...]}; `paragraph: true` joins each video's captions
+    into one, the paragraph-to-video protocol of DiDeMo and ActivityNet Captions."""
+
+    format: Literal["video_captions"]
+    file: ExistingFile
+    root: Optional[ExistingDir] = None
+    paragraph: bool = False
+    split: str = "test"
+
+    def load(self) -> VideoCaptionSet:
+        root = Path(self.root or Path(self.file).parent)
+        pairs = []
+        for lineno, line in enumerate(read_lines(self.file), 1):
+            try:
+                item = json.loads(line)
+                caps = item["captions"]
+                video = item["video"]
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{self.file}:{lineno}: expected {{\"video\": path, \"captions\": [...]}}") from None
+            if not isinstance(caps, list) or not caps:
+                raise DataError(f"{self.file}:{lineno}: video {video} has no captions")
+            pairs += [(str(root / video), str(c)) for c in caps]
+        return _caption_set(Path(self.file).stem, self.split, pairs, self.paragraph)
+
+
+class VideoCaptionsSyntheticSpec(_Spec):
+    """The generated video set with one to three captions per video (its motion, said differently)."""
+
+    format: Literal["video_captions_synthetic"]
+    n: int = Field(8, gt=0)
+    seed: int = 0
+    split: str = "test"
+
+    def load(self) -> VideoCaptionSet:
+        vids = VideoSyntheticSpec(format="video_synthetic", n=self.n, seed=self.seed).load()
+        say = {"moving_right": "goes right", "moving_left": "goes left", "moving_down": "falls down", "moving_up": "rises up"}
+        pairs = []
+        for i, (p, lab) in enumerate(zip(vids.paths, vids.labels)):
+            what = vids.classes[int(lab)]
+            texts = [f"a square {say[what]}, clip {i}", f"clip {i}: a block that is {what.replace('_', ' ')}", f"video number {i}"][: 1 + i % 3]
+            pairs += [(p, t) for t in texts]
+        return _caption_set("video_captions_synthetic", self.split, pairs, False)

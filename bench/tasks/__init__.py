@@ -1,6 +1,6 @@
 """Task families. Importing this package makes them known; each module loads on first use."""
 
-from bench.tasks.base import TASKS, Task, TaskConfig, TaskContext, TaskResult, family_of, is_per_category, list_tasks, lower_is_better, register_task
+from bench.tasks.base import TASKS, Task, TaskConfig, TaskContext, TaskResult, display_scale, family_of, is_per_category, list_tasks, lower_is_better, register_task
 
 # Each module registers its families when imported, on the first TASKS.get of one of its types:
 # a run of COCO scoring never loads the OOD postprocessors' scipy or SuperGLUE's readers.
@@ -18,6 +18,7 @@ for _type, _module in {
     "segmentation": "bench.tasks.segmentation",
     "superglue": "bench.tasks.superglue",
     "video_classification": "bench.tasks.video",
+    "video_retrieval": "bench.tasks.video",
 }.items():
     TASKS.lazy(_type, _module)
 
@@ -25,4 +26,4 @@ from bench.plugins import load_entry_points  # noqa: E402
 
 load_entry_points("bench.tasks")  # installed third-party families register themselves here
 
-__all__ = ["TASKS", "Task", "TaskConfig", "TaskContext", "TaskResult", "family_of", "is_per_category", "list_tasks", "lower_is_better", "register_task"]
+__all__ = ["TASKS", "Task", "TaskConfig", "TaskContext", "TaskResult", "display_scale", "family_of", "is_per_category", "list_tasks", "lower_is_better", "register_task"]

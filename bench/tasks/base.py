@@ -70,6 +70,7 @@ class Task:
     lower_is_better: ClassVar[tuple] = ()
     cost: ClassVar[float] = 2.0
     per_category: ClassVar[str] = ""
+    unscaled: ClassVar[tuple] = ()  # metric globs that are not fractions (a median rank): tables print them as they are
     exporter: ClassVar[Optional[tuple]] = None
 
     @classmethod
@@ -115,6 +116,13 @@ def is_per_category(metric: str, task_type=None) -> bool:
     fam = family_of(task_type)
     fams = [fam] if fam else [TASKS.get(n) for n in TASKS.list()]
     return any(f.per_category and fnmatch.fnmatch(metric, f.per_category) for f in fams)
+
+
+def display_scale(metric: str, task_type=None) -> float:
+    """100 for fractions (tables print percentages), 1 for a family's `unscaled` metrics."""
+    fam = family_of(task_type)
+    fams = [fam] if fam else [TASKS.get(n) for n in TASKS.list()]
+    return 1.0 if any(fnmatch.fnmatch(metric, p) for f in fams for p in f.unscaled) else 100.0
 
 
 def list_tasks(pattern: str = "*") -> list[str]:
