@@ -400,6 +400,8 @@ def cached_views(path: str, v: Views, enabled: bool = True) -> tuple[np.ndarray,
     """load_views through $BENCH_CACHE/clips (written once per content × sampling × size)."""
     if not enabled:
         return load_views(path, v)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: video not found")
     key = clips_key(path, v)
     p = cache_dir() / "clips" / key[:2] / f"{key}.npz"
     try:

@@ -55,6 +55,21 @@ class VideoConfig(TaskConfig):
     zero_shot: ZeroShotVideoConfig = ZeroShotVideoConfig()
 
 
+def views_for(cfg, adapter) -> Views:
+    """The task's views at the model's size: crop `size` (default its input_size) of a `short_side` resize."""
+    pre = adapter.preprocess
+    size = cfg.size or pre.input_size
+    short = cfg.short_side or max(size, math.floor(size / pre.crop_pct))
+    return Views(cfg.sampling.mode, cfg.sampling.num_frames, cfg.sampling.stride, cfg.views.clips, cfg.views.crops, size, short)
+
+
+def fail_fast(split: VideoSplit) -> None:
+    """Open every video once (its frame count, nothing decoded): a missing or dead one fails the job before
+    any model runs, with one line naming it. With skip_unreadable the broker's decode errors are counted instead."""
+    for p in split.paths:
+        probe(p)
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -73,30 +88,13 @@ class VideoClassificationTask(Task):
     def required_capabilities(cls, cfg: VideoConfig) -> frozenset:
         return frozenset({"video_features", "text_features"}) if cfg.protocol == "zero_shot" else frozenset({"video_logits"})
 
-    def views_for(self, adapter) -> Views:
-        cfg, pre = self.cfg, adapter.preprocess
-        size = cfg.size or pre.input_size
-        short = cfg.short_side or max(size, math.floor(size / pre.crop_pct))
-        return Views(cfg.sampling.mode, cfg.sampling.num_frames, cfg.sampling.stride, cfg.views.clips, cfg.views.crops, size, short)
-
-    def readable(self, split: VideoSplit) -> tuple[VideoSplit, list[str]]:
-        """Every video opened once (frame count, no decoding); missing or corrupt ones fail the job or, with
-        skip_unreadable, are counted and left out."""
-        bad = []
-        for i, p in enumerate(split.paths):
-            try:
-                probe(p)
-            except DataError as e:
-                if not self.cfg.skip_unreadable:
-                    raise
-                bad.append((i, str(e)))
-        keep = sorted(set(range(len(split))) - {i for i, _ in bad})
-        return (split.keep(keep) if bad else split), [e for _, e in bad]
-
     def evaluate(self, adapter) -> TaskResult:
         cfg = self.cfg
-        split, skipped = self.readable(cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed))
-        views = self.views_for(adapter)
+        split = cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed)
+        if not cfg.skip_unreadable:
+            fail_fast(split)
+        skipped: list[str] = []
+        views = views_for(cfg, adapter)
         if cfg.protocol == "zero_shot":
             feats, errors, short = self.ctx.outputs("video_features", (split, views))
             names = [c.replace("_", " ") for c in split.classes]
@@ -107,7 +105,7 @@ class VideoClassificationTask(Task):
             per_view = 100.0 * l2_normalize(feats.astype(np.float64)) @ text.T
         else:
             per_view, errors, short = self.ctx.outputs("video_logits", (split, views))
-        if errors:  # decoding failed past the probe (a truncated stream)
+        if errors:  # missing, empty or corrupt videos the broker could not decode
             if not cfg.skip_unreadable:
                 i = min(errors)
                 raise DataError(errors[i])
@@ -189,9 +187,8 @@ class VideoRetrievalTask(Task):
 
         cfg = self.cfg
         data = cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed)
-        for p in data.videos.paths:
-            probe(p)  # a missing or dead video: one line naming it (retrieval sets have no skipped videos)
-        views = VideoClassificationTask.views_for(self, adapter)
+        fail_fast(data.videos)  # retrieval sets are fixed: no video may be skipped
+        views = views_for(cfg, adapter)
         feats, errors, _ = self.ctx.outputs("video_features", (data.videos, views))
         if errors:
             raise DataError(errors[min(errors)])
