@@ -367,10 +367,10 @@ def resolution_chart(comp: Comparison, task: str) -> str:
         ax = fig.add_subplot()
         for model in order[:MAX_LINES]:
             xs, cells = zip(*series[model])
-            ys = [100 * c.value for c in cells]
+            ys = [c.scale * c.value for c in cells]
             err = [
-                [100 * (c.value - c.ci_low) if c.ci_low is not None else 0 for c in cells],
-                [100 * (c.ci_high - c.value) if c.ci_high is not None else 0 for c in cells],
+                [c.scale * (c.value - c.ci_low) if c.ci_low is not None else 0 for c in cells],
+                [c.scale * (c.ci_high - c.value) if c.ci_high is not None else 0 for c in cells],
             ]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=model)
         ax.set_xticks([r for r, _ in cols])

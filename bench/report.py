@@ -22,7 +22,7 @@ from bench import check as chk
 from bench import compare as cmp
 from bench.ranking import _headline, rank
 from bench.results import load_rows
-from bench.tasks import family_of, is_per_category, lower_is_better
+from bench.tasks import display_scale, family_of, is_per_category, lower_is_better
 
 esc = html.escape
 COL = cmp.COL
@@ -223,10 +223,10 @@ def bar_chart(task: str, heads: dict, lower: bool) -> str:
     for ax, (col, cells) in zip(axes, heads.items()):
         ms = [m for m in order if m in cells]
         cs = [cells[m] for m in ms]
-        err = np.array([[100 * (c.value - c.ci_low), 100 * (c.ci_high - c.value)] if c.ci_low is not None and c.ci_high is not None else [0, 0] for c in cs]).T
+        err = np.array([[c.scale * (c.value - c.ci_low), c.scale * (c.ci_high - c.value)] if c.ci_low is not None and c.ci_high is not None else [0, 0] for c in cs]).T
         ax.barh(
             [y[m] for m in ms],
-            [100 * c.value for c in cs],
+            [c.scale * c.value for c in cs],
             xerr=err,
             color=[_bar_color(c) for c in cs],
             error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#333"},
@@ -385,16 +385,18 @@ def _index(df: pd.DataFrame) -> dict:
     return {(r.model, r.task, r.dataset, r.split, r.metric, r.method if isinstance(r.method, str) else ""): r for r in d.itertuples(index=False)}
 
 
-def _with_ci(r, value: Optional[float]) -> str:
+def _with_ci(r, value: Optional[float], k: float = 100.0) -> str:
     if value is None:
         return "—"
     ci = cmp._num(getattr(r, "ci_low", None)), cmp._num(getattr(r, "ci_high", None))
-    return f"{100 * value:.2f}" + (f" ±{100 * (ci[1] - ci[0]) / 2:.2f}" if None not in ci else "")
+    return f"{k * value:.2f}" + (f" ±{k * (ci[1] - ci[0]) / 2:.2f}" if None not in ci else "")
 
 
 def _verdict_row(v: chk.Verdict, cur: dict, old: dict) -> str:
     key = (v.model, v.task, v.dataset, v.split, v.metric, v.method or "")
-    delta = "—" if v.current is None else f"{100 * (v.current - v.baseline):+.2f}"
+    row = cur.get(key) or old.get(key)
+    k = display_scale(v.metric, getattr(row, "task_type", None))
+    delta = "—" if v.current is None else f"{k * (v.current - v.baseline):+.2f}"
     cls = "v-" + v.status.split(" (")[0].replace(" ", "-")
     cells = [
         v.model,
@@ -402,8 +404,8 @@ def _verdict_row(v: chk.Verdict, cur: dict, old: dict) -> str:
         f"{v.dataset}/{v.split}",
         v.metric,
         v.method or "",
-        _with_ci(old.get(key), v.baseline),
-        _with_ci(cur.get(key), v.current),
+        _with_ci(old.get(key), v.baseline, k),
+        _with_ci(cur.get(key), v.current, k),
         delta,
         f"{v.tolerance:g}",
     ]
