@@ -252,3 +252,12 @@ def test_video_caption_readers(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"video": "a.mp4", "captions": []}\n')
     with pytest.raises(DataError, match=r"bad\.jsonl:1: video a\.mp4 has no captions"):
         VideoCaptionsSpec(format="video_captions", file=str(tmp_path / "bad.jsonl")).load()
+
+
+def test_decord_gives_pyavs_frames_where_installed(synth):
+    pytest.importorskip("decord")
+    v = Views(num_frames=8, stride=2, clips=2, crops=3, size=48, short_side=56)
+    a, _ = load_views(synth.paths[3], v)
+    b, _ = load_views(synth.paths[3], Views(**{**v.as_dict(), "decoder": "decord"}))
+    np.testing.assert_array_equal(a, b)  # both are FFmpeg's h264 decoder, on the same file in this run
+    assert probe(synth.paths[3], "decord") == probe(synth.paths[3]) == 24

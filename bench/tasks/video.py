@@ -10,11 +10,11 @@ their logits ('score'). The views are part of the task, hence of its task_hash.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bench.data.formats import VideoCaptionDatasetSpec, VideoDatasetSpec
 from bench.data.video import VideoSplit, Views, probe
@@ -37,6 +37,17 @@ class SamplingConfig(BaseModel):
     stride: int = Field(4, gt=0)  # dense: frames between sampled frames (mmaction2's frame_interval)
 
 
+def _decoder_installed(v: str) -> str:
+    import importlib.util
+
+    if v == "decord" and importlib.util.find_spec("decord") is None:
+        raise ValueError("decoder 'decord' is not installed (pip install decord), or use the default pyav")
+    return v
+
+
+Decoder = Annotated[Literal["pyav", "decord"], AfterValidator(_decoder_installed)]
+
+
 class ZeroShotVideoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     templates: list[str] = Field(["a video of a person {}.", "a video of {}."], min_length=1)
@@ -52,6 +63,7 @@ class VideoConfig(TaskConfig):
     size: Optional[int] = Field(None, gt=0)  # crop size (default: the model's preprocess input_size)
     short_side: Optional[int] = Field(None, gt=0)  # resize before cropping (default: input_size / crop_pct)
     skip_unreadable: bool = False  # count and skip corrupt or missing videos instead of failing
+    decoder: Decoder = "pyav"  # or decord, where installed
     zero_shot: ZeroShotVideoConfig = ZeroShotVideoConfig()
 
 
@@ -60,14 +72,14 @@ def views_for(cfg, adapter) -> Views:
     pre = adapter.preprocess
     size = cfg.size or pre.input_size
     short = cfg.short_side or max(size, math.floor(size / pre.crop_pct))
-    return Views(cfg.sampling.mode, cfg.sampling.num_frames, cfg.sampling.stride, cfg.views.clips, cfg.views.crops, size, short)
+    return Views(cfg.sampling.mode, cfg.sampling.num_frames, cfg.sampling.stride, cfg.views.clips, cfg.views.crops, size, short, cfg.decoder)
 
 
-def fail_fast(split: VideoSplit) -> None:
+def fail_fast(split: VideoSplit, decoder: str = "pyav") -> None:
     """Open every video once (its frame count, nothing decoded): a missing or dead one fails the job before
     any model runs, with one line naming it. With skip_unreadable the broker's decode errors are counted instead."""
     for p in split.paths:
-        probe(p)
+        probe(p, decoder)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -92,7 +104,7 @@ class VideoClassificationTask(Task):
         cfg = self.cfg
         split = cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed)
         if not cfg.skip_unreadable:
-            fail_fast(split)
+            fail_fast(split, cfg.decoder)
         skipped: list[str] = []
         views = views_for(cfg, adapter)
         if cfg.protocol == "zero_shot":
@@ -130,7 +142,7 @@ class VideoClassificationTask(Task):
         if short.any():
             first = split.paths[int(np.flatnonzero(short)[0])]
             warnings.append(f"{int(short.sum())} videos are shorter than one view ({'looped' if views.mode == 'dense' else 'frames repeated'}, as mmaction2 does); first: {first}")
-        meta = {"views": {"clips": views.clips, "crops": views.crops, "total": views.count}, "sampling": cfg.sampling.model_dump(), "size": views.size, "short_side": views.short_side, "average": cfg.average, "skipped": len(skipped), "short_videos": int(short.sum())}
+        meta = {"views": {"clips": views.clips, "crops": views.crops, "total": views.count}, "sampling": cfg.sampling.model_dump(), "size": views.size, "short_side": views.short_side, "decoder": views.decoder, "average": cfg.average, "skipped": len(skipped), "short_videos": int(short.sum())}
         if warnings:
             meta["warnings"] = warnings
         preds = pd.DataFrame({"path": split.paths, "label": split.labels, "top5": list(top.astype(np.int32)), "score": scores[np.arange(len(split)), top[:, 0]]})
@@ -144,6 +156,7 @@ class VideoRetrievalConfig(TaskConfig):
     sampling: SamplingConfig = SamplingConfig(mode="uniform", num_frames=12)  # CLIP4Clip's 12 frames
     size: Optional[int] = Field(None, gt=0)
     short_side: Optional[int] = Field(None, gt=0)
+    decoder: Decoder = "pyav"
     memory_mb: int = Field(256, gt=0)  # scores held at once per block of queries
 
 
@@ -187,7 +200,7 @@ class VideoRetrievalTask(Task):
 
         cfg = self.cfg
         data = cfg.dataset.load().subset(self.ctx.limit, self.ctx.seed)
-        fail_fast(data.videos)  # retrieval sets are fixed: no video may be skipped
+        fail_fast(data.videos, cfg.decoder)  # retrieval sets are fixed: no video may be skipped
         views = views_for(cfg, adapter)
         feats, errors, _ = self.ctx.outputs("video_features", (data.videos, views))
         if errors:
