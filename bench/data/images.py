@@ -356,6 +356,24 @@ def _publish(tmp: Path, root: Path) -> None:
             os.rename(tmp, root)
 
 
+def read_array(path: str, what: str, modes: tuple, expected: str, size: Optional[tuple[int, int]] = None, against: str = "") -> np.ndarray:
+    """A label-like image (a label map, a panoptic id PNG) as stored: its PIL mode must be one of `modes`,
+    and with `size` ((W, H)) its size that; missing, unreadable or truncated files are one DataError."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in modes:
+                raise DataError(f"{path}: {what} is a {im.mode} image; expected {expected}")
+            if size is not None and im.size != size:
+                raise DataError(f"{path}: {what} is {im.size[0]}x{im.size[1]}, its ground truth {against} is {size[0]}x{size[1]}")
+            return np.asarray(im)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except Exception as e:
+        raise DataError(f"{path}: cannot read {what}: {type(e).__name__}: {e}") from None
+
+
 def read_lines(path: str) -> list[str]:
     try:
         return [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]

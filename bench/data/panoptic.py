@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from bench.data.coco import read_json
+from bench.data.images import read_array
 from bench.errors import DataError
 from bench.metrics.panoptic import VOID, Segments, rgb2id
 from bench.paths import ExistingDir, ExistingFile
@@ -26,21 +27,7 @@ from bench.paths import ExistingDir, ExistingFile
 
 def read_id_map(path: str, what: str, size: Optional[tuple[int, int]] = None, against: str = "") -> np.ndarray:
     """An RGB(A) PNG as [H, W] int64 segment ids; missing, unreadable, single-channel or (with `size`, (W, H)) wrong-size files are one DataError."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("RGB", "RGBA"):
-                raise DataError(f"{path}: {what} is a {im.mode} image; expected RGB segment ids (R + 256·G + 256²·B)")
-            if size is not None and im.size != size:
-                raise DataError(f"{path}: {what} is {im.size[0]}x{im.size[1]}, its ground truth {against} is {size[0]}x{size[1]}")
-            return rgb2id(np.asarray(im))
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except Exception as e:
-        raise DataError(f"{path}: cannot read {what}: {type(e).__name__}: {e}") from None
+    return rgb2id(read_array(path, what, ("RGB", "RGBA"), "RGB segment ids (R + 256·G + 256²·B)", size, against))
 
 
 def _segments(ann: dict, cat_index: dict, source: str, gt: bool) -> Segments:

@@ -29,7 +29,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.data.images import IMAGE_EXTS, ImageSplit, _publish, read_lines
+from bench.data.images import IMAGE_EXTS, ImageSplit, _publish, read_array, read_lines
 from bench.errors import DataError
 from bench.paths import ExistingDir, ExistingFile, SuitePath, cache_dir
 
@@ -47,20 +47,8 @@ def shipped_classes(name: str) -> list[str]:
 def read_label_map(path: str, what: str = "label map", raw: bool = False) -> np.ndarray:
     """A single-channel PNG/TIFF as an int64 array (raw: as stored, uint8/uint16/int32); RGB, unreadable
     or truncated files are one DataError."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in LABEL_MODES:
-                raise DataError(f"{path}: {what} is a {im.mode} image; expected one channel of class values (mode L, P or I;16)")
-            arr = np.asarray(im)
-            return arr if raw else arr.astype(np.int64)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except Exception as e:
-        raise DataError(f"{path}: cannot read {what}: {type(e).__name__}: {e}") from None
+    arr = read_array(path, what, LABEL_MODES, "one channel of class values (mode L, P or I;16)")
+    return arr if raw else arr.astype(np.int64)
 
 
 @dataclass
