@@ -278,3 +278,13 @@ def list_adapters(pattern: str = "*") -> list[str]:
 
 def param_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def frames_averaged(image_features, clips):
+    """Zero-shot video for an image-text model: each frame's L2-normalised embedding, averaged over time.
+    clips uint8 [B, C, T, H, W] → [B, D]."""
+    import torch.nn.functional as F
+
+    b, c, t, h, w = clips.shape
+    f = F.normalize(image_features(clips.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)), dim=-1)
+    return f.reshape(b, t, -1).mean(1)

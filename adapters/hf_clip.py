@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 import torch
 from pydantic import ValidationInfo, field_validator
 
-from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
+from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, frames_averaged, param_count, register_adapter
 from bench.errors import CheckpointError
 from bench.filehash import sha256_tree
 
@@ -92,11 +92,11 @@ def _pooled(out) -> torch.Tensor:
 
 @register_adapter
 class HfClipAdapter(Adapter):
-    provides = frozenset({"image_features", "text_features"})
+    provides = frozenset({"image_features", "text_features", "video_features"})
     name = "hf_clip"
     Args = HfClipArgs
     description = "Hugging Face CLIP / SigLIP dual encoders (transformers): image + text towers (zero-shot, retrieval)"
-    offers = "image_features, text_features"
+    offers = "image_features, text_features, video_features (frames averaged)"
 
     @classmethod
     def capabilities_for(cls, args: HfClipArgs) -> frozenset[str]:
@@ -143,6 +143,9 @@ class HfClipAdapter(Adapter):
         with torch.inference_mode(), self.autocast():
             f = _pooled(self.model.get_image_features(pixel_values=x, **self._image_kw))
         return self.check_finite(self.check_shape(f.float(), "image_features", self.args.name), "image_features", self.args.name)
+
+    def video_features(self, clips: torch.Tensor) -> torch.Tensor:
+        return frames_averaged(self.image_features, clips)
 
     def tokenize(self, texts: list[str]) -> dict:
         enc = self.tokenizer(list(texts), padding=self.padding, truncation=True, max_length=self.max_length, return_tensors="pt")

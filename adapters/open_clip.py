@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 import torch
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, param_count, register_adapter
+from adapters.base import Adapter, AdapterArgs, Preprocess, PreprocessArgs, frames_averaged, param_count, register_adapter
 from adapters.checkpoint import KeyRule
 from adapters.timm import SHA256
 from bench.paths import ExistingFile
@@ -102,11 +102,7 @@ class OpenClipAdapter(Adapter):
         return self.check_finite(out.float(), "dense_embeddings", self.args.name)
 
     def video_features(self, clips: torch.Tensor) -> torch.Tensor:
-        """Zero-shot video: each frame's L2-normalised image embedding, averaged over time [B, D]."""
-        b, c, t, h, w = clips.shape
-        frames = clips.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        f = torch.nn.functional.normalize(self.image_features(frames), dim=-1)
-        return f.reshape(b, t, -1).mean(1)
+        return frames_averaged(self.image_features, clips)
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(texts).to(self.device)

@@ -200,3 +200,11 @@ def test_a_folder_missing_files_fails_with_one_line(folders, tmp_path):
         adapter(broken)
     with pytest.raises(Exception, match="path does not exist"):
         HfClipArgs(name="m", adapter="hf_clip", model=str(tmp_path / "nowhere"))
+
+
+def test_video_features_average_normalised_frames(folders):
+    a = adapter(folders["clip"])
+    clips = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 4, 32, 32), dtype=np.uint8))
+    got = a.video_features(clips)
+    frames = torch.nn.functional.normalize(a.image_features(clips[0].permute(1, 0, 2, 3)), dim=-1)
+    torch.testing.assert_close(got[0], frames.mean(0), rtol=1e-5, atol=1e-6)
