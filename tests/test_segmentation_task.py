@@ -382,3 +382,15 @@ def test_coded_confusion_equals_confusion_of_decoded_maps(zero, label_map):
 
     np.testing.assert_array_equal(coded_confusion_u8(raw_label, raw_pred, rows, cols, 19), got)
     assert got[19].sum() == (split.decode(raw_label.astype(np.int64)) == 255).sum() and got[20].sum() == 0
+
+
+def test_a_model_with_more_classes_than_the_dataset_is_one_line(tmp_path):
+    suite = (
+        "name: m\ndefaults: {device: cpu}\nmodels:\n"
+        + SEGNET.replace("capabilities: [seg_logits]", "capabilities: [seg_logits]\n    kwargs: {colours: [[90, 90, 90], [220, 40, 40], [40, 200, 60], [50, 70, 220], [230, 210, 40], [70, 70, 70]]}")
+        + "tasks:\n  - {name: s, type: segmentation, dataset: {format: seg_shapes, n: 3}}\n"
+    )
+    r, rows = run(tmp_path, suite)
+    assert rows is not None and rows.status.eq("failed").all(), r.output
+    err = rows.error.iloc[0]
+    assert "\n" not in err and "the model predicts class 5, but seg_shapes has 5 classes" in err

@@ -295,6 +295,8 @@ class SegmentationTask(Task):
             label = split.label(i)
             check_labels(label, split, split.labels[i])
             check_size(pred, label, files[i], split.labels[i])
+            if pred.size and int(pred.max()) >= split.num_classes:  # a head for another vocabulary
+                raise DataError(f"{files[i]}: the model predicts class {int(pred.max())}, but {split.dataset} has {split.num_classes} classes")
             t = confusion_on_device(torch.from_numpy(pred.astype(np.int64)).to(device), torch.from_numpy(label).to(device), split.num_classes, split.ignore_index)
             yield t.cpu().numpy()
 
