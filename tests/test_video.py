@@ -200,7 +200,10 @@ def test_an_unknown_label_is_one_line(tmp_path):
     with pytest.raises(DataError, match=r"list\.txt:2: unknown label 'c'"):
         VideoListSpec(format="video_list", file=str(tmp_path / "list.txt"), classes=str(tmp_path / "classes.txt")).load()
     (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,abc,10,20,val\nnot a class,def,0,10,val\n")
-    with pytest.raises(DataError, match=r"k\.csv:2: unknown label 'not a class'"):
+    with pytest.raises(DataError, match=r"k\.csv:3: unknown label 'not a class'"):  # file line 3: the header is line 1
+        KineticsSpec(format="kinetics", annotations=str(tmp_path / "k.csv"), root=str(tmp_path)).load()
+    (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,abc,ten,20,val\n")
+    with pytest.raises(DataError, match=r"k\.csv:2: time_start/time_end are not numbers \('ten', '20'\)"):
         KineticsSpec(format="kinetics", annotations=str(tmp_path / "k.csv"), root=str(tmp_path)).load()
 
 

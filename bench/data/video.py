@@ -223,14 +223,30 @@ class _Spec(BaseModel):
     split: str = "val"
 
 
-def _index_labels(file: str, labels: list[str], classes: list[str]) -> np.ndarray:
+def _index_labels(file: str, labels: list[str], classes: list[str], first_line: int = 1) -> np.ndarray:
+    """Class indices of label names; an unknown one is one line naming its file line (CSV: first_line 2, after the header)."""
     pos = {c: k for k, c in enumerate(classes)}
     out = []
-    for lineno, lab in enumerate(labels, 1):
+    for lineno, lab in enumerate(labels, first_line):
         if lab not in pos:
             raise DataError(f"{file}:{lineno}: unknown label '{lab}' (not one of the {len(classes)} classes)")
         out.append(pos[lab])
     return np.asarray(out, np.int64)
+
+
+def _read_csv(path: str, need: set, layout: str) -> list[dict]:
+    """A CSV's rows as dicts; unreadable, or without the columns of its `layout`, is one DataError."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read CSV: {e}") from None
+    if rows and not need <= set(rows[0]):
+        raise DataError(f"{path}: expected columns {layout}; got {','.join(rows[0])}")
+    return rows
+
+
+SHIPPED = Literal["kinetics400", "kinetics600", "kinetics700", "sthv2", "ucf101", "hmdb51"]
 
 
 class VideoListSpec(_Spec):
@@ -240,7 +256,7 @@ class VideoListSpec(_Spec):
     file: ExistingFile
     root: Optional[ExistingDir] = None  # videos relative to it (default: the list's folder)
     classes: Optional[ExistingFile] = None  # one class name per line; labels are names then
-    shipped: Optional[str] = None  # or a shipped class list: kinetics400, kinetics600, kinetics700, sthv2, ucf101, hmdb51
+    shipped: Optional[SHIPPED] = None  # or a shipped class list
 
     def load(self) -> VideoSplit:
         root = Path(self.root or Path(self.file).parent)
@@ -280,20 +296,17 @@ class KineticsSpec(_Spec):
         classes = shipped_classes(self.classes)
         root = Path(self.root)
         paths, labels = [], []
-        try:
-            with open(self.annotations, newline="") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise DataError(f"{self.annotations}: cannot read CSV: {e}") from None
-        need = {"label", "youtube_id", "time_start", "time_end"}
-        if rows and not need <= set(rows[0]):
-            raise DataError(f"{self.annotations}: expected columns label,youtube_id,time_start,time_end,split; got {','.join(rows[0])}")
-        for r in rows:
-            name = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}.mp4"
+        rows = _read_csv(self.annotations, {"label", "youtube_id", "time_start", "time_end"}, "label,youtube_id,time_start,time_end,split")
+        for lineno, r in enumerate(rows, 2):
+            try:
+                start, end = int(float(r["time_start"])), int(float(r["time_end"]))
+            except (TypeError, ValueError):
+                raise DataError(f"{self.annotations}:{lineno}: time_start/time_end are not numbers ({r['time_start']!r}, {r['time_end']!r})") from None
+            name = f"{r['youtube_id']}_{start:06d}_{end:06d}.mp4"
             flat, nested = root / name, root / r["label"] / name
             paths.append(str(nested if nested.exists() and not flat.exists() else flat))
             labels.append(r["label"])
-        return VideoSplit(self.split, self.classes, paths, _index_labels(self.annotations, labels, classes), classes)
+        return VideoSplit(self.split, self.classes, paths, _index_labels(self.annotations, labels, classes, first_line=2), classes)
 
 
 class Sthv2Spec(_Spec):
@@ -486,13 +499,7 @@ class MsrvttSpec(_Spec):
     split: str = "test"
 
     def load(self) -> VideoCaptionSet:
-        try:
-            with open(self.file, newline="") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise DataError(f"{self.file}: cannot read CSV: {e}") from None
-        if rows and not {"video_id", "sentence"} <= set(rows[0]):
-            raise DataError(f"{self.file}: expected columns key,vid_key,video_id,sentence; got {','.join(rows[0])}")
+        rows = _read_csv(self.file, {"video_id", "sentence"}, "key,vid_key,video_id,sentence")
         return _caption_set("msrvtt_1k", self.split, [(str(Path(self.root) / f"{r['video_id']}.mp4"), r["sentence"]) for r in rows], False)
 
 
