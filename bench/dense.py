@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,8 @@ def _resize(x, size: tuple[int, int]):
     return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def _logits(model: Callable, img, batch: int):
-    """Logits [1, C, h, w] of one uint8 image [1, 3, h, w], whole (batch ignored)."""
+def _logits(model: Callable, img):
+    """Logits [1, C, h, w] of one uint8 image [1, 3, h, w], whole."""
     import torch
 
     out = model(img)
@@ -114,7 +113,7 @@ def predict(model: Callable, image, out_size: tuple[int, int], inf: Inference, b
             if inf.mode == "slide":
                 logits = _slide(model, x, inf.crop_size, inf.stride, batch)
             else:
-                logits = _logits(model, x, batch)
+                logits = _logits(model, x)
             if flip:
                 logits = logits.flip(-1)
             logits = _resize(logits, tuple(out_size))
@@ -135,6 +134,3 @@ def confusion_on_device(pred, label, num_classes: int, ignore_index: int):
     pred = torch.where((pred < 0) | (pred >= num_classes), torch.full_like(pred, num_classes), pred)
     return torch.bincount(label * (num_classes + 1) + pred, minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
 
-
-def as_numpy_map(pred) -> np.ndarray:
-    return pred.cpu().numpy().astype(np.int32)

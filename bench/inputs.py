@@ -26,7 +26,7 @@ def key_for(paths: list[str], pre) -> str:
     from bench.hashing import short_hash
 
     key = {"paths": paths, "size": pre.input_size, "crop": pre.crop_pct, "interp": pre.interpolation, "v": 1}
-    if getattr(pre, "resize", "shorter") != "shorter":
+    if pre.resize != "shorter":
         key["resize"] = pre.resize
     return short_hash(key)
 

@@ -214,15 +214,18 @@ class SegmentationTask(Task):
         got = M.scores(total)
         rows = [{"metric": f"seg/{k}", "value": got[k]} for k in ("mIoU", "mAcc", "aAcc")]
         present = np.isfinite(got["IoU"])
-        names = [n for n, ok in zip(split.classes, present) if ok] if cfg.per_category else []
         if cfg.per_category:
             rows += [{"metric": f"seg/IoU/{n}", "value": float(v)} for n, v, ok in zip(split.classes, got["IoU"], present) if ok]
         meta["absent_classes"] = int((~present).sum())  # in neither labels nor predictions: NaN, left out of the mean
         spec = self.ctx.uncertainty
         if spec is not None and len(split) > 1:
-            idx = [k for k, ok in enumerate(present) if ok]
-            ivs = bootstrap(lambda w: self._resampled(per_image, w, split.classes, idx if cfg.per_category else []), len(split), spec, "image")
-            fill(rows, ivs, match=lambda r: r["metric"][len("seg/") :])
+            shown = {f"IoU/{n}" for n, ok in zip(split.classes, present) if ok} if cfg.per_category else set()
+
+            def stat(w):
+                got = M.resampled(per_image, w, split.classes if shown else None)
+                return {k: v for k, v in got.items() if not k.startswith("IoU/") or k in shown}
+
+            fill(rows, bootstrap(stat, len(split), spec, "image"), match=lambda r: r["metric"][len("seg/") :])
         for r in rows:
             r.update(dataset=split.dataset, split=split.name, n=len(split), convention=CONVENTION)
         inter, lab, prd = per_image[:, 0], per_image[:, 1], per_image[:, 2]
@@ -299,9 +302,3 @@ class SegmentationTask(Task):
                 raise DataError(f"{files[i]}: the model predicts class {int(pred.max())}, but {split.dataset} has {split.num_classes} classes")
             t = confusion_on_device(torch.from_numpy(pred.astype(np.int64)).to(device), torch.from_numpy(label).to(device), split.num_classes, split.ignore_index)
             yield t.cpu().numpy()
-
-    @staticmethod
-    def _resampled(per_image, w, classes, idx):
-        got = M.resampled(per_image, w, [classes[k] for k in range(len(classes))] if idx else None)
-        keep = {f"IoU/{classes[k]}" for k in idx}
-        return {k: v for k, v in got.items() if not k.startswith("IoU/") or k in keep}
