@@ -65,3 +65,15 @@ def always_die(num_classes: int = 3):
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_suite(tmp_path, text: str):
+    """Write a suite, `bench run` it into tmp_path/res; (the CLI result, its rows or None when nothing was written)."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.results import load_rows
+
+    (tmp_path / "s.yaml").write_text(text)
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "res")])
+    return r, (load_rows([tmp_path / "res"]) if (tmp_path / "res").exists() else None)

@@ -7,7 +7,6 @@ import contextlib
 import copy
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,8 @@ from bench.results import load_rows
 from bench.tasks.panoptic import score_images
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "tests" / "data" / "panopticapi"
-if not EXAMPLES.is_dir():  # the same files laid in shared/ instead (tests/data/SOURCES.md)
-    EXAMPLES = Path(os.environ.get("OFFICIAL_EXAMPLES", REPO.parent / "shared" / "official-examples")) / "panopticapi"
+EXAMPLES = REPO / "tests" / "data" / "panopticapi"  # committed: these tests never skip
 GT_JSON = EXAMPLES / "panoptic_examples.json"
-have_examples = pytest.mark.skipif(not GT_JSON.exists(), reason=f"panopticapi example files not in {EXAMPLES} (see its SOURCES.md)")
 GROUPS = {"All": "", "Things": "_th", "Stuff": "_st"}
 
 
@@ -101,7 +97,6 @@ def run(tmp_path, pred, gt=GT_JSON, task_extra="per_category: true", args=()):
 # ---------- panopticapi's example files ----------
 
 
-@have_examples
 def test_example_ground_truth_against_itself_is_pq_one(tmp_path):
     ref, counted, cats = official(GT_JSON, GT_JSON)
     got = ours(GT_JSON, GT_JSON)
@@ -156,7 +151,6 @@ def perturb(tmp_path: Path) -> Path:
     return write_set(tmp_path / "pred" / "panoptic_pred.json", anns, pngs=pngs)
 
 
-@have_examples
 def test_perturbed_predictions_through_the_cli_equal_panopticapi(tmp_path):
     pred = perturb(tmp_path)
     ref, counted, cats = official(GT_JSON, pred)
@@ -177,7 +171,6 @@ def test_perturbed_predictions_through_the_cli_equal_panopticapi(tmp_path):
     assert list(table.columns) == ["image_id", "file_name", "tp", "fp", "fn"] and sorted(table.image_id) == [142238, 439180]
 
 
-@have_examples
 def test_a_folder_holding_the_json_and_its_pngs_is_read_too(tmp_path):
     pred = perturb(tmp_path)
     r, rows = run(tmp_path, pred.parent, task_extra="per_category: false")

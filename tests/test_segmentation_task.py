@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from bench.cli import app
 from bench.data.segmentation import CITYSCAPES_TRAIN_IDS, Ade20kSpec, CityscapesSpec, SegFolderSpec, SegShapesSpec, shipped_classes
 from bench.dense import Inference, confusion_on_device, predict, rescale_size, slide_windows
 from bench.errors import DataError
 from bench.metrics.segmentation import confusion, scores
-from bench.results import load_rows
+from tests.factories import run_suite as run
 
 REPO = Path(__file__).resolve().parent.parent
 SEGNET = f"""  - name: colour-segnet
@@ -25,12 +23,6 @@ SEGNET = f"""  - name: colour-segnet
     capabilities: [seg_logits]
     preprocess: {{mean: [0.0, 0.0, 0.0], std: [1.0, 1.0, 1.0]}}
 """
-
-
-def run(tmp_path, text):
-    (tmp_path / "s.yaml").write_text(text)
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "res")])
-    return r, (load_rows([tmp_path / "res"]) if (tmp_path / "res").exists() else None)
 
 
 def test_shipped_class_lists_have_the_official_counts():

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.data.video import KineticsSpec, SplitFileSpec, Sthv2Spec, VideoListSpec, VideoSyntheticSpec, Views, crop_offsets, decode_frames, frame_indices, load_views, probe, shipped_classes
 from bench.errors import DataError
-from bench.results import load_rows
+from tests.factories import run_suite as run
 
 REPO = Path(__file__).resolve().parent.parent
 MOTION = f"""  - name: motion-net
@@ -29,12 +29,6 @@ MOTION = f"""  - name: motion-net
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return VideoSyntheticSpec(format="video_synthetic", n=8, root=str(tmp_path_factory.mktemp("vids") / "synth")).load()
-
-
-def run(tmp_path, text):
-    (tmp_path / "s.yaml").write_text(text)
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "res")])
-    return r, (load_rows([tmp_path / "res"]) if (tmp_path / "res").exists() else None)
 
 
 def test_dense_sampling_is_mmaction2_sampleframes_test_mode():
@@ -257,8 +251,7 @@ def test_video_caption_readers(tmp_path):
         VideoCaptionsSpec(format="video_captions", file=str(tmp_path / "bad.jsonl")).load()
 
 
-def test_decord_gives_pyavs_frames_where_installed(synth):
-    pytest.importorskip("decord")
+def test_decord_gives_pyavs_frames(synth):  # decord is in the test extra
     v = Views(num_frames=8, stride=2, clips=2, crops=3, size=48, short_side=56)
     a, _ = load_views(synth.paths[3], v)
     b, _ = load_views(synth.paths[3], Views(**{**v.as_dict(), "decoder": "decord"}))
