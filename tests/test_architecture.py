@@ -8,7 +8,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # bottom up; a module may import its own layer or those below
 LAYERS = [
-    ["bench", "bench.errors", "bench.registry", "bench.paths", "bench.hashing", "bench.results", "bench.filehash", "bench.dist", "bench.metrics", "bench.metrics.*", "bench.probes", "bench.dense", "bench.postprocessors", "bench.reference", "bench.capabilities", "bench.plugins", "bench.catalogue"],
+    ["bench", "bench.errors", "bench.optional", "bench.registry", "bench.paths", "bench.hashing", "bench.results", "bench.filehash", "bench.dist", "bench.metrics", "bench.metrics.*", "bench.probes", "bench.dense", "bench.postprocessors", "bench.reference", "bench.capabilities", "bench.plugins", "bench.catalogue"],
     ["bench.data", "bench.data.*", "bench.cache", "bench.inputs"],
     ["adapters", "adapters.*", "bench.tasks", "bench.tasks.*"],
     ["bench.suite", "bench.jobs", "bench.compare", "bench.check", "bench.ranking", "bench.export", "bench.report"],

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.data.images import IMAGE_EXTS, ImageSplit, _publish, read_array, read_lines
 from bench.errors import DataError
+from bench.optional import opencv
 from bench.paths import ExistingDir, ExistingFile, SuitePath, cache_dir
 
 # Cityscapes labelId → trainId (cityscapesscripts/helpers/labels.py; tests check it against the package)
@@ -47,8 +48,46 @@ def shipped_classes(name: str) -> list[str]:
 def read_label_map(path: str, what: str = "label map", raw: bool = False) -> np.ndarray:
     """A single-channel PNG/TIFF as an int64 array (raw: as stored, uint8/uint16/int32); RGB, unreadable
     or truncated files are one DataError."""
-    arr = read_array(path, what, LABEL_MODES, "one channel of class values (mode L, P or I;16)")
+    arr = _gray_png(path)
+    if arr is None:
+        arr = read_array(path, what, LABEL_MODES, "one channel of class values (mode L, P or I;16)")
     return arr if raw else arr.astype(np.int64)
+
+
+def _gray_png(path: str) -> Optional[np.ndarray]:
+    """An 8- or 16-bit grayscale PNG decoded by OpenCV where it is installed (it releases the GIL, so
+    scoring threads run in parallel; PIL's decoder gives the same values, tested), else None. Anything
+    else (palette, RGB, other bit depths, a damaged file, no cv2) is left to PIL and its one-line errors;
+    chunk CRCs are checked first because libpng prints its own line on stderr for a damaged file."""
+    cv2 = opencv()
+    if cv2 is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # IHDR: bit depth at byte 24, colour type (0 = gray) at 25
+    if len(data) < 45 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[24] not in (8, 16) or data[25] != 0 or not _chunks_intact(data):
+        return None
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return arr if arr is not None and arr.ndim == 2 else None
+
+
+def _chunks_intact(data: bytes) -> bool:
+    """Every chunk's CRC holds and the last is IEND (a truncated or bit-flipped file fails)."""
+    import zlib
+
+    view, o = memoryview(data), 8
+    while o + 12 <= len(data):
+        n = int.from_bytes(view[o : o + 4], "big")
+        end = o + 8 + n
+        if end + 4 > len(data) or zlib.crc32(view[o + 4 : end]) != int.from_bytes(view[end : end + 4], "big"):
+            return False
+        if view[o + 4 : o + 8] == b"IEND":
+            return end + 4 == len(data)
+        o = end + 4
+    return False
 
 
 @dataclass
