@@ -19,6 +19,7 @@ import numpy as np
 from bench.cache import OutputCache
 from bench.capabilities import CAPABILITIES
 from bench.errors import one_line
+from bench.filehash import stat_identity
 from bench.hashing import short_hash
 from bench.jobs import PROTOCOL_VERSION
 from bench.paths import cache_dir
@@ -94,6 +95,7 @@ class Broker:
                 "cap": capability,
                 "kw": kwargs,
                 "inputs": split.paths if inputs is None else inputs,
+                "files": stat_identity(split.paths) if inputs is None else None,  # an image overwritten in place runs again
                 "lib": [env["torch"], env["timm"], env["open_clip"]],
                 "v": PROTOCOL_VERSION,
             }

@@ -70,6 +70,21 @@ def files_in(obj: Any) -> list[str]:
     return out
 
 
+def stat_identity(paths: list[str]) -> str:
+    """One hash of every file's (size, mtime) in order: what a split's decoded inputs and model outputs
+    are keyed by besides the paths, so an image overwritten in place is decoded and run again. Stats,
+    not sha256, because a split is up to millions of images (this store's memo trusts the same stats);
+    a missing file counts as None and its reader names it."""
+    out = hashlib.sha256()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.update(f"{st.st_size} {st.st_mtime_ns}\n".encode())
+        except OSError:
+            out.update(b"-\n")
+    return out.hexdigest()
+
+
 def content_of(*configs: Any) -> dict[str, str]:
     """{path: sha256} for every file the configs name (folders such as ImageFolders are not hashed)."""
     return {p: sha256_of(p) for c in configs for p in sorted(set(files_in(c)))}

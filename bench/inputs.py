@@ -1,5 +1,5 @@
-"""Decoded-input cache: resized and cropped uint8 images, stored once per (split, size, crop,
-interpolation) as a .npy file under $BENCH_CACHE/inputs and memory-mapped by later passes.
+"""Decoded-input cache: resized and cropped uint8 images, stored once per (split and its files'
+sizes and mtimes, size, crop, interpolation) as a .npy file under $BENCH_CACHE/inputs and memory-mapped by later passes.
 
 The first model to run on a split with a given preprocessing decodes its JPEGs and writes them
 here as it goes; every later model with the same preprocessing reads the uint8 tensors instead of
@@ -23,9 +23,10 @@ def enabled() -> bool:
 
 
 def key_for(paths: list[str], pre) -> str:
+    from bench.filehash import stat_identity
     from bench.hashing import short_hash
 
-    key = {"paths": paths, "size": pre.input_size, "crop": pre.crop_pct, "interp": pre.interpolation, "v": 1}
+    key = {"paths": paths, "files": stat_identity(paths), "size": pre.input_size, "crop": pre.crop_pct, "interp": pre.interpolation, "v": 1}
     if pre.resize != "shorter":
         key["resize"] = pre.resize
     return short_hash(key)
