@@ -1,5 +1,6 @@
 """Decoded-input cache: resized and cropped uint8 images, stored once per (split and its files'
-sizes and mtimes, size, crop, interpolation) as a .npy file under $BENCH_CACHE/inputs and memory-mapped by later passes.
+sizes and mtimes, size, crop, interpolation) as a .npy file under $BENCH_CACHE/inputs and
+memory-mapped by later passes.
 
 The first model to run on a split with a given preprocessing decodes its JPEGs and writes them
 here as it goes; every later model with the same preprocessing reads the uint8 tensors instead of
