@@ -35,7 +35,7 @@ class OutputCache:
             out = np.load(p, allow_pickle=False)
         except (OSError, ValueError):  # absent, or a torn file from a killed writer: recompute
             return None
-        _touch(p)
+        touch(p)
         return out
 
     def put(self, key: str, value: np.ndarray) -> None:
@@ -51,7 +51,7 @@ class OutputCache:
             out = json.loads(p.read_text())
         except (OSError, ValueError):
             return None
-        _touch(p)
+        touch(p)
         return out
 
     def put_json(self, key: str, value) -> None:
@@ -71,7 +71,7 @@ class OutputCache:
                 os.unlink(tmp)
 
 
-def _touch(p: Path) -> None:
+def touch(p: Path) -> None:
     """Mark an entry used, so pruning by age removes what no run has read lately."""
     try:
         os.utime(p)
@@ -101,7 +101,7 @@ def _tree_size(p: Path) -> tuple[int, float]:
 
 
 def entries(root: Optional[Path] = None) -> list[Entry]:
-    """Everything under the cache root: one entry per output file and per generated dataset folder."""
+    """Everything under the cache root: one entry per output file, decoded-input file, decoded clip and generated dataset folder."""
     root = Path(root) if root else cache_dir()
     out: list[Entry] = []
     for f in sorted((root / "outputs").glob("*/*")):
@@ -111,6 +111,9 @@ def entries(root: Optional[Path] = None) -> list[Entry]:
     for f in sorted((root / "inputs").glob("*.npy")):  # decoded-input caches (bench.inputs)
         st = f.stat()
         out.append(Entry(f, "inputs", st.st_size, st.st_mtime))
+    for f in sorted((root / "clips").glob("*/*.npz")):  # decoded video views (bench.data.video)
+        st = f.stat()
+        out.append(Entry(f, "clips", st.st_size, st.st_mtime))
     if (root / "datasets").is_dir():
         for d in sorted((root / "datasets").iterdir()):
             size, mtime = _tree_size(d)

@@ -401,7 +401,7 @@ def _human(n: float) -> str:
 
 @cache_app.command("ls")
 def cache_ls(datasets: bool = typer.Option(False, "--datasets", help="Also list each generated dataset folder.")):
-    """Entries, size and age of the output cache (features, logits, detections), decoded inputs and generated datasets."""
+    """Entries, size and age of the output cache (features, logits, detections), decoded inputs and clips, and generated datasets."""
     import datetime as dt
 
     from bench import cache
@@ -411,7 +411,7 @@ def cache_ls(datasets: bool = typer.Option(False, "--datasets", help="Also list 
     t = Table(title=f"cache: {cache_dir()}")
     for c in ("kind", "entries", "size", "oldest use", "newest use"):
         t.add_column(c, justify="right" if c in ("entries", "size") else "left")
-    for kind in ("outputs", "inputs", "datasets"):
+    for kind in ("outputs", "inputs", "clips", "datasets"):
         group = [e for e in items if e.kind == kind]
         when = lambda x: dt.datetime.fromtimestamp(x).strftime("%Y-%m-%d %H:%M") if group else ""  # noqa: E731
         t.add_row(
@@ -432,7 +432,7 @@ def cache_ls(datasets: bool = typer.Option(False, "--datasets", help="Also list 
 def cache_prune(
     older_than: Optional[float] = typer.Option(None, "--older-than", min=0, help="Delete entries not written or read for this many days."),
     max_size: Optional[str] = typer.Option(None, "--max-size", help="Then delete the least recently used until the cache fits, e.g. 20G."),
-    datasets: bool = typer.Option(False, "--datasets", help="Also prune generated datasets (default: model outputs and decoded inputs)."),
+    datasets: bool = typer.Option(False, "--datasets", help="Also prune generated datasets (default: model outputs, decoded inputs and clips)."),
     all_: bool = typer.Option(False, "--all", help="Delete every selected entry."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
 ):
@@ -445,7 +445,7 @@ def cache_prune(
         limit = cache.parse_size(max_size) if max_size else None
     except ValueError:
         _fail(BenchError(f"--max-size: cannot read '{max_size}' (e.g. 500M, 20G)"))
-    items = [e for e in cache.entries() if e.kind in ("outputs", "inputs") or (datasets and e.kind == "datasets")]
+    items = [e for e in cache.entries() if e.kind in ("outputs", "inputs", "clips") or (datasets and e.kind == "datasets")]
     doomed = list(items) if all_ else cache.prune(items, older_than, limit)
     freed = sum(e.size for e in doomed)
     if not dry_run:

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from bench.cache import touch
 from bench.paths import cache_dir
 
 
@@ -70,6 +71,7 @@ def open_cached(paths: list[str], pre) -> Optional[DecodedDataset]:
         return None
     if arr.shape[0] != len(paths) or arr.shape[1:] != (3, pre.input_size, pre.input_size):
         return None
+    touch(p)  # used: pruning by age keeps it
     return DecodedDataset(p, len(paths))
 
 

@@ -23,6 +23,14 @@ def test_cache_ls_and_prune(tmp_path, monkeypatch):
     os.utime(tmp_path / "datasets" / "digits" / "x.png", (now - 30 * 86400, now - 30 * 86400))
     r = CliRunner().invoke(app, ["cache", "ls"])
     assert r.exit_code == 0 and "outputs" in r.output and "│       3 │" in r.output
+    # decoded clips are listed and pruned with the rest
+    (tmp_path / "clips" / "ab").mkdir(parents=True)
+    (tmp_path / "clips" / "ab" / "abcd.npz").write_bytes(b"0" * 10)
+    os.utime(tmp_path / "clips" / "ab" / "abcd.npz", (now - 20 * 86400, now - 20 * 86400))
+    r = CliRunner().invoke(app, ["cache", "ls"])
+    assert "clips" in r.output and [e.kind for e in entries()].count("clips") == 1
+    r = CliRunner().invoke(app, ["cache", "prune", "--older-than", "15"])
+    assert r.exit_code == 0 and "deleted 1 of 4 entries" in r.output and not (tmp_path / "clips" / "ab" / "abcd.npz").exists()
     # age: the 10-day entry goes; datasets are kept unless asked for
     r = CliRunner().invoke(app, ["cache", "prune", "--older-than", "7"])
     assert r.exit_code == 0 and "deleted 1 of 3 entries" in r.output

@@ -24,6 +24,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.cache import touch
 from bench.data.images import _publish, read_lines
 from bench.errors import DataError
 from bench.paths import ExistingDir, ExistingFile, SuitePath, cache_dir
@@ -442,7 +443,9 @@ def cached_views(path: str, v: Views, enabled: bool = True) -> tuple[np.ndarray,
     p = cache_dir() / "clips" / key[:2] / f"{key}.npz"
     try:
         with np.load(p, allow_pickle=False) as z:
-            return z["views"], bool(z["short"])
+            views, short = z["views"], bool(z["short"])
+        touch(p)  # used: pruning by age keeps it
+        return views, short
     except (OSError, ValueError, KeyError):
         pass
     views, short = load_views(path, v)
