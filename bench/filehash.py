@@ -1,6 +1,6 @@
 """Content hashes of the files a job reads, so results are keyed by content and never only by a path.
 
-A file is hashed once per (path, size, mtime) and remembered in $BENCH_CACHE/file_sha256.json,
+A file is hashed once per (path, size, mtime) and remembered in $BENCH_CACHE/file_sha256.jsonl,
 so reruns of an unchanged suite stay fast and a file overwritten in place is hashed again.
 """
 
@@ -13,17 +13,39 @@ from pathlib import Path
 from typing import Any, Optional
 
 _memo: dict[str, str] = {}
+_loaded: dict[Path, dict] = {}  # each store file's entries, read once per process
+_torn: dict[Path, bool] = {}  # the store ends mid-line: the next append starts a new one
 
 
 def _store() -> Path:
-    return Path(os.path.expanduser(os.environ.get("BENCH_CACHE", "~/.cache/bench"))) / "file_sha256.json"
+    return Path(os.path.expanduser(os.environ.get("BENCH_CACHE", "~/.cache/bench"))) / "file_sha256.jsonl"
 
 
-def _read_store() -> dict:
-    try:
-        return json.loads(_store().read_text())
-    except (OSError, ValueError):
-        return {}
+def _known(store: Path) -> dict:
+    """The store's [key, sha256] lines; a torn last line (a killed writer) is skipped."""
+    if store not in _loaded:
+        known = {}
+        try:
+            text = store.read_text()
+        except OSError:
+            text = ""
+        for line in text.splitlines():
+            try:
+                k, v = json.loads(line)
+                known[k] = v
+            except (ValueError, TypeError):
+                pass
+        _loaded[store] = known
+        _torn[store] = bool(text) and not text.endswith("\n")
+    return _loaded[store]
+
+
+def _hash_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def sha256_of(path: str) -> str:
@@ -31,29 +53,18 @@ def sha256_of(path: str) -> str:
     key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
     if key in _memo:
         return _memo[key]
-    stored = _read_store()
-    if key not in stored:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        stored[key] = h.hexdigest()
-        _write_store(stored)
-    _memo[key] = stored[key]
-    return stored[key]
-
-
-def _write_store(data: dict) -> None:
-    from bench.results import atomic_write_bytes
-
-    def w(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-
-    try:
-        atomic_write_bytes(_store(), w)
-    except OSError:
-        pass  # a read-only cache only costs rehashing
+    store = _store()
+    known = _known(store)
+    if key not in known:
+        known[key] = _hash_file(path)
+        try:  # appended, not rewritten: hashing N new files (a video dataset) stays linear
+            store.parent.mkdir(parents=True, exist_ok=True)
+            with open(store, "a") as f:
+                f.write(("\n" if _torn.pop(store, False) else "") + json.dumps([key, known[key]]) + "\n")
+        except OSError:
+            pass  # a read-only cache only costs rehashing
+    _memo[key] = known[key]
+    return known[key]
 
 
 def files_in(obj: Any) -> list[str]:
