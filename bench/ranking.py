@@ -30,7 +30,7 @@ def label(col: tuple) -> str:
     return f"{task} {dataset}/{split} {metric}"
 
 
-def _headline(metrics: set[str], task_type) -> tuple[list[str], tuple]:
+def headline(metrics: set[str], task_type) -> tuple[list[str], tuple]:
     """The family's headline metrics among those reported, and the datasets they are read from.
 
     Rows without a known family (older files, a plugin not loaded) take the first registered family
@@ -58,7 +58,7 @@ def rank(df: pd.DataFrame) -> Ranking:
     cells = []
     for task, g in ok.groupby("task", sort=True):
         task_type = g.task_type.dropna().iloc[0] if g.task_type.notna().any() else None
-        metrics, datasets = _headline(set(g.metric), task_type)
+        metrics, datasets = headline(set(g.metric), task_type)
         if not metrics:
             notes.append(f"task '{task}': reports none of its family's headline metrics; left out")
             continue

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench import check as chk
 from bench import compare as cmp
-from bench.ranking import _headline, rank
+from bench.ranking import headline, rank
 from bench.results import load_rows
 from bench.tasks import display_scale, family_of, is_per_category, lower_is_better
 
@@ -76,7 +76,7 @@ def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for _, g in df[df.status == "ok"].groupby("task", sort=True):
         kind = _kind(g)
-        metrics, datasets = _headline(set(g.metric), kind)
+        metrics, datasets = headline(set(g.metric), kind)
         g = g[g.metric.isin(metrics)]
         if datasets and g.dataset.isin(datasets).any():  # OOD: the near and far means
             g = g[g.dataset.isin(datasets)]
