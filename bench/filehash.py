@@ -101,6 +101,21 @@ def content_of(*configs: Any) -> dict[str, str]:
     return {p: sha256_of(p) for c in configs for p in sorted(set(files_in(c)))}
 
 
+def folders_in(obj: Any, skip: tuple = ("python_path",)) -> list[str]:
+    """Every absolute path to an existing folder among a config dump's string values, outside `skip` keys."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k not in skip:
+                out += folders_in(v, skip)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            out += folders_in(v, skip)
+    elif isinstance(obj, str) and os.path.isabs(obj) and os.path.isdir(obj):
+        out.append(obj)
+    return out
+
+
 def sha256_tree(paths) -> Optional[str]:
     """One hash of local files and folders (a model folder: every file's sha256 with its relative
     name), so outputs of a folder overwritten in place are not served from the cache. None when no

@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from bench.errors import SuiteError
-from bench.filehash import content_of
+from bench.filehash import content_of, folders_in, sha256_tree
 from bench.hashing import short_hash
 from bench.registry import did_you_mean
 from bench.suite import Defaults, Suite
@@ -102,9 +102,13 @@ def expand(suite: Suite, settings: Defaults | None = None) -> Plan:
             written.pop("models", None)
             numbers = {"precision": settings.precision, "limit": settings.limit, "seed": settings.seed, "v": PROTOCOL_VERSION}
             dumps = (model.model_dump(), task.model_dump(exclude={"models"}))
-            # the bytes of every file the job reads (checkpoint, ingredients, predictions, annotations): a file
-            # overwritten in place is a new job; the uncertainty settings change the rows' CI columns
+            # the bytes of every file the job reads (checkpoint, ingredients, predictions, annotations) and of
+            # the model's folders (a results folder, a checkpoint folder): a file overwritten in place is a new
+            # job; the uncertainty settings change the rows' CI columns
             content = {"files": content_of(*dumps), "uncertainty": suite.uncertainty.model_dump() if suite.uncertainty else None}
+            folders = {d: sha256_tree([d]) for d in sorted(set(folders_in(dumps[0])))}
+            if folders:  # only then, so the keys of jobs without model folders stay as they were
+                content["folders"] = folders
             jobs.append(
                 Job(
                     model=model,

@@ -386,3 +386,21 @@ def test_a_model_with_more_classes_than_the_dataset_is_one_line(tmp_path):
     assert rows is not None and rows.status.eq("failed").all(), r.output
     err = rows.error.iloc[0]
     assert "\n" not in err and "the model predicts class 5, but seg_shapes has 5 classes" in err
+
+
+def test_a_results_folder_overwritten_in_place_is_scored_again(tmp_path):
+    """The job key holds the folder's content, so a rerun after re-exporting predictions does not resume stale rows."""
+    split = SegShapesSpec(format="seg_shapes", n=4, root=str(tmp_path / "shapes")).load()
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    for lab in split.labels:
+        shutil.copy(lab, folder / Path(lab).name)
+    suite = f"name: p\nmodels:\n  - {{name: gt, adapter: predictions, path: {folder}}}\ntasks:\n  - {{name: shapes, type: segmentation, dataset: {{format: seg_shapes, n: 4, root: {tmp_path / 'shapes'}}}}}\n"
+    r, rows = run(tmp_path, suite)
+    assert r.exit_code == 0 and rows.set_index("metric").value["seg/mIoU"] == 1.0, r.output
+    first = folder / Path(split.labels[0]).name
+    Image.fromarray(np.zeros_like(np.asarray(Image.open(first)))).save(first)
+    r, rows = run(tmp_path, suite)
+    assert r.exit_code == 0, r.output
+    miou = rows[rows.metric == "seg/mIoU"].value
+    assert len(miou) == 1 and miou.iloc[0] < 1.0  # the rerun's row for the new folder, not the first run's 1.0
