@@ -13,8 +13,8 @@ bench's pass is the task's whole evaluate (read both PNGs, decode, validate, con
 with `uncertainty: off`, in this process like the other two. mIoU is checked equal (1e-9).
 Target (the issue's): >= 5x faster than cityscapesscripts. bench reads and counts images in the
 job's threads (torch's count), which scale when OpenCV is installed (its PNG decoder and calcHist
-release the GIL; PIL's decoder and np.bincount do not). It also prints bench on one thread, so the
-per-core gain and the scaling are both visible. Measured on 2 cores: see docs/benchmarks.md.
+release the GIL; PIL's decoder gains about 1.2x from a second thread). It also prints bench on
+one thread, so the per-core gain and the scaling are both visible. Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
