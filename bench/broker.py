@@ -224,7 +224,10 @@ class Broker:
 
         from bench.data.images import ImageDataset, ImageSplit
 
-        key = self._key(st, adapter, split, "detections", kwargs, inputs=[split.annotations, split.image_root, list(image_ids)])
+        paths = [split.image_path(i) for i in image_ids]
+        # the images' sizes and mtimes too: an image overwritten in place is detected again
+        inputs = [split.annotations, split.image_root, list(image_ids), stat_identity(paths)]
+        key = self._key(st, adapter, split, "detections", kwargs, inputs=inputs)
         if key in st.memo:
             return st.memo[key]
         cached = self.cache.get_json(key)
@@ -233,7 +236,6 @@ class Broker:
             return cached
         s = st.job.settings
         bs = st.batch_used = s.batch_size if s.batch_size != "auto" else AUTO_DET_BATCH[adapter.device.type]
-        paths = [split.image_path(i) for i in image_ids]
         ds = ImageDataset(ImageSplit(split.name, paths, np.zeros(len(paths), np.int64), [], []), PILToTensor())
         loader = DataLoader(ds, batch_size=bs, num_workers=s.num_workers, shuffle=False, collate_fn=_as_lists)
         bar = st.progress.add_task(f"  {split.name} · detections", total=len(ds)) if st.progress else None
