@@ -1,9 +1,8 @@
 """The scorers' own public example files, scored end to end by bench and by the official package.
 
 The files are cocoapi's fake results on faster-coco-eval's instances_val2014_100.json, and
-lvis-api's lvis_val_100.json. Where they come from, and their licences, is in tests/data/SOURCES.md.
-They are read from OFFICIAL_EXAMPLES (default: shared/official-examples beside the repository),
-because this project takes third-party data files only through that folder.
+lvis-api's lvis_val_100.json, committed under tests/data/ (sources, licences and sha256 in
+tests/data/SOURCES.md), so these tests run everywhere and never skip.
 """
 
 import contextlib
@@ -21,9 +20,8 @@ from bench.cli import app
 from bench.results import load_rows
 
 REPO = Path(__file__).resolve().parent.parent
-OFFICIAL = Path(os.environ.get("OFFICIAL_EXAMPLES", REPO.parent / "shared" / "official-examples"))
+OFFICIAL = REPO / "tests" / "data" / "cocoapi"
 GT = OFFICIAL / "instances_val2014_100.json"
-have_coco = pytest.mark.skipif(not GT.exists(), reason=f"cocoapi example files not in {OFFICIAL} (see tests/data/SOURCES.md)")
 
 
 def pycoco(gt_path: Path, res_path: Path, iou: str, img_ids=None) -> list[float]:
@@ -54,7 +52,6 @@ def bench_stats(tmp_path, gt_path: Path, res_path: Path, iou: str, *extra) -> di
     return {m.split("/", 1)[1]: v for m, v in zip(df.metric, df.value) if m.count("/") == 1}
 
 
-@have_coco
 @pytest.mark.parametrize("iou, results", [("bbox", "instances_val2014_fakebbox100_results.json"), ("segm", "instances_val2014_fakesegm100_results.json")])
 def test_cocoapi_fake_results_score_as_pycocotools(tmp_path, iou, results):
     ours = bench_stats(tmp_path, GT, OFFICIAL / results, iou)
@@ -114,7 +111,7 @@ def test_limit_does_not_hide_unknown_image_ids(tmp_path):
     assert r.exit_code == 1 and "image ids not in the ground truth: 999" in r.output
 
 
-LVIS_GT = OFFICIAL / "lvis_val_100.json"
+LVIS_GT = REPO / "tests" / "data" / "lvis" / "lvis_val_100.json"
 
 
 @pytest.fixture
@@ -125,7 +122,6 @@ def lvis_pkg(monkeypatch):
     return lvis
 
 
-@pytest.mark.skipif(not LVIS_GT.exists(), reason=f"lvis-api's lvis_val_100.json not in {OFFICIAL} (see tests/data/SOURCES.md)")
 @pytest.mark.parametrize("iou", ["bbox", "segm"])
 def test_lvis_val_100_scores_as_the_lvis_package(tmp_path, lvis_pkg, iou):
     """lvis-api's own 100-image ground truth (federated lists, real polygons); results: its boxes jittered, plus negatives."""
