@@ -86,3 +86,25 @@ def test_lower_bound_equals_searchsorted_per_row():
         got = lower_bound(x, thr)
         want = np.stack([[np.searchsorted(row, thr, side="left") for row in block] for block in x])
         assert (got == want).all()
+
+
+@pytest.mark.parametrize("lvis", [False, True])
+def test_recall_threshold_means_give_the_same_numbers(lvis):
+    """accumulate(r_mean=True), which the bootstrap reads, gives every AP the full precision array gives."""
+    gt, dets = make_case(seed=5, lvis=lvis)
+    ev = _ev(gt, dets, "bbox", lvis=lvis)
+    m = ImageMatches(ev)
+    w = np.random.default_rng(0).poisson(1.0, (3, m.n_i)).astype(float)
+    (p_full, r_full), (p_mean, r_mean) = m.accumulate(w), m.accumulate(w, r_mean=True)
+    np.testing.assert_array_equal(r_full, r_mean)
+    numbers = M.lvis_stats if lvis else M.coco_stats
+    saved = ev.eval
+    for full, mean, r in zip(p_full, p_mean, r_full):
+        got = []
+        for p in (full, mean):
+            ev.eval = {**saved, "precision": np.repeat(p[..., None], len(ev.params.maxDets), axis=-1), "recall": r}
+            got.append({**numbers(ev), **M.per_category_ap(ev)})
+        ev.eval = saved
+        assert got[0].keys() == got[1].keys()
+        for k in got[0]:
+            assert got[1][k] == pytest.approx(got[0][k], abs=1e-12), k

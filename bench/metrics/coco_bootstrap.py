@@ -65,14 +65,17 @@ class ImageMatches:
                 live = (tp | fp).any(axis=0)
                 self.cells[k, a] = (np.concatenate(img)[order][live], np.concatenate(rank)[order][live], tp[:, live], fp[:, live])
 
-    def accumulate(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def accumulate(self, w: np.ndarray, r_mean: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Precision [b,T,R,K,A] at the largest maxDets and recall [b,T,K,A,M] for each row of image counts w (b, I).
 
         Every AP the scorers report reads the largest maxDets, so precision is made for it alone.
+        r_mean: precision [b,T,1,K,A] holds the mean over the R recall thresholds instead. A (T, K, A)
+        cell has all R values or none (-1), so every mean over the values > -1 that AP takes is
+        the same from it, with R times less to hold and to read.
         """
         b = w.shape[0]
         T, R, K, A, M = self.n_t, self.n_r, self.n_k, self.n_a, len(self.max_dets)
-        precision = np.full((b, T, R, K, A), -1.0)
+        precision = np.full((b, T, 1 if r_mean else R, K, A), -1.0)
         recall = np.full((b, T, K, A, M), -1.0)
         thr = np.asarray(self.params.recThrs, np.float64)
         for (k, a), cell in self.cells.items():
@@ -96,8 +99,8 @@ class ImageMatches:
             env = np.maximum.accumulate(pr[..., ::-1], axis=2)[..., ::-1]  # precision made monotone from the right
             idx = lower_bound(tps / n[:, :, None], thr)  # first recall >= threshold
             d = env.shape[2]
-            got = np.take_along_axis(env, np.minimum(idx, d - 1), axis=2)
-            precision[rows, :, :, k, a] = np.where(idx < d, got, 0.0)
+            got = np.where(idx < d, np.take_along_axis(env, np.minimum(idx, d - 1), axis=2), 0.0)
+            precision[rows, :, :, k, a] = got.mean(axis=2, keepdims=True) if r_mean else got
         return precision, recall
 
 
@@ -133,10 +136,10 @@ def image_bootstrap(ev, numbers: Callable[[object], dict[str, float]], spec) -> 
 
     def stat(w: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, list] = {}
-        precision, recall = matches.accumulate(w)
+        precision, recall = matches.accumulate(w, r_mean=True)
+        full = np.full(precision.shape[1:] + (M,), np.nan)  # other maxDets slots: NaN, so nothing reads them silently
         try:
             for p, r in zip(precision, recall):
-                full = np.full(p.shape + (M,), np.nan)  # other maxDets slots: NaN, so nothing reads them silently
                 full[..., -1] = p
                 ev.eval = {**saved, "precision": full, "recall": r}
                 for name, v in numbers(ev).items():
@@ -145,8 +148,8 @@ def image_bootstrap(ev, numbers: Callable[[object], dict[str, float]], spec) -> 
             ev.eval = saved
         return {k: np.asarray(v) for k, v in out.items()}
 
-    # a chunk holds b × T·R·K·A precision values and b × T × D cumulative sums per cell
-    cells = matches.n_t * matches.n_r * matches.n_k * matches.n_a
+    # a chunk holds b × T·K·A precision means and b × T × D cumulative sums per cell
+    cells = matches.n_t * matches.n_k * matches.n_a
     chunk = max(1, min(25, 20_000_000 // max(cells, 1)))
     # AP is a max over interpolated precision, so resampled APs sit above the estimate: a
     # percentile interval can miss it. The normal interval (estimate ± z·se) is centred on it.
