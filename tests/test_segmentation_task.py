@@ -169,13 +169,19 @@ def test_a_model_runs_every_inference_mode_with_intervals(tmp_path):
     assert set(per_class.metric) <= {f"seg/IoU/{c}" for c in ["background", "red_square", "green_circle", "blue_triangle", "yellow_square"]}
 
 
-def test_results_folder_of_the_labels_scores_one(tmp_path):
-    split = SegShapesSpec(format="seg_shapes", n=5, root=str(tmp_path / "shapes")).load()
+def _labels_as_results(tmp_path, n):
+    """A shapes split, a results folder holding copies of its labels, and a suite scoring that folder."""
+    split = SegShapesSpec(format="seg_shapes", n=n, root=str(tmp_path / "shapes")).load()
     folder = tmp_path / "preds"
     folder.mkdir()
     for lab in split.labels:
         shutil.copy(lab, folder / Path(lab).name)
-    suite = f"name: p\nmodels:\n  - {{name: gt, adapter: predictions, path: {folder}}}\ntasks:\n  - {{name: shapes, type: segmentation, dataset: {{format: seg_shapes, n: 5, root: {tmp_path / 'shapes'}}}}}\n"
+    suite = f"name: p\nmodels:\n  - {{name: gt, adapter: predictions, path: {folder}}}\ntasks:\n  - {{name: shapes, type: segmentation, dataset: {{format: seg_shapes, n: {n}, root: {tmp_path / 'shapes'}}}}}\n"
+    return split, folder, suite
+
+
+def test_results_folder_of_the_labels_scores_one(tmp_path):
+    _, _, suite = _labels_as_results(tmp_path, 5)
     r, rows = run(tmp_path, suite)
     assert r.exit_code == 0, r.output
     got = rows.set_index("metric").value
@@ -390,12 +396,7 @@ def test_a_model_with_more_classes_than_the_dataset_is_one_line(tmp_path):
 
 def test_a_results_folder_overwritten_in_place_is_scored_again(tmp_path):
     """The job key holds the folder's content, so a rerun after re-exporting predictions does not resume stale rows."""
-    split = SegShapesSpec(format="seg_shapes", n=4, root=str(tmp_path / "shapes")).load()
-    folder = tmp_path / "preds"
-    folder.mkdir()
-    for lab in split.labels:
-        shutil.copy(lab, folder / Path(lab).name)
-    suite = f"name: p\nmodels:\n  - {{name: gt, adapter: predictions, path: {folder}}}\ntasks:\n  - {{name: shapes, type: segmentation, dataset: {{format: seg_shapes, n: 4, root: {tmp_path / 'shapes'}}}}}\n"
+    split, folder, suite = _labels_as_results(tmp_path, 4)
     r, rows = run(tmp_path, suite)
     assert r.exit_code == 0 and rows.set_index("metric").value["seg/mIoU"] == 1.0, r.output
     first = folder / Path(split.labels[0]).name
