@@ -26,6 +26,15 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def thread_budget() -> int:
+    """The job's CPU threads for scoring work outside torch (reading results files, the bootstrap):
+    torch's count where torch is loaded, which the executor and each pool worker set, else this
+    process's cores (a run of results files only never imports torch)."""
+    if "torch" in sys.modules:
+        return max(1, sys.modules["torch"].get_num_threads())
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def init_from_env(device: str) -> str:
     """Join the process group torchrun describes; returns this rank's device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

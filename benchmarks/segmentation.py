@@ -118,10 +118,10 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from bench.data.segmentation import CityscapesSpec, SegFolderSpec
-    from bench.tasks.segmentation import scoring_threads
+    from bench.dist import thread_budget
 
-    scoring_threads()  # imports torch (and cv2 below) now, so neither side's timing pays for imports
-    from bench.metrics.segmentation import opencv
+    # torch is imported above and cv2 here, so neither side's timing pays for imports
+    from bench.optional import opencv
 
     opencv()
 
@@ -132,7 +132,7 @@ def main() -> None:
         print(f"wrote {a.n} x 2 label maps of {SIZE}x{SIZE} in two encodings ({time.perf_counter() - t:.1f} s)")
         ade = SegFolderSpec(format="seg_folder", images=str(root / "ade/img"), labels=str(root / "ade/lab"), classes=str(root / "ade/classes.txt"))
         cs = CityscapesSpec(format="cityscapes", root=str(root / "cs"))
-        threads = scoring_threads()
+        threads = thread_budget()
         b150, m150 = bench_pass(ade, str(root / "ade/pred"))
         n150, r150 = numpy_loop(root)
         bcs, mcs = bench_pass(cs, str(root / "cs/pred"))

@@ -108,3 +108,10 @@ def test_recall_threshold_means_give_the_same_numbers(lvis):
         assert got[0].keys() == got[1].keys()
         for k in got[0]:
             assert got[1][k] == pytest.approx(got[0][k], abs=1e-12), k
+
+
+def test_threads_give_the_same_intervals():
+    gt, dets = make_case(seed=6, n_img=20)
+    ev = _ev(gt, dets, "bbox")
+    spec = Spec(resamples=60, seed=0)
+    assert image_bootstrap(ev, M.coco_stats, spec) == image_bootstrap(ev, M.coco_stats, spec, threads=3)

@@ -65,7 +65,7 @@ class ImageMatches:
                 live = (tp | fp).any(axis=0)
                 self.cells[k, a] = (np.concatenate(img)[order][live], np.concatenate(rank)[order][live], tp[:, live], fp[:, live])
 
-    def accumulate(self, w: np.ndarray, r_mean: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def accumulate(self, w: np.ndarray, r_mean: bool = False, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Precision [b,T,R,K,A] at the largest maxDets and recall [b,T,K,A,M] for each row of image counts w (b, I).
 
         Every AP the scorers report reads the largest maxDets, so precision is made for it alone.
@@ -78,15 +78,17 @@ class ImageMatches:
         precision = np.full((b, T, 1 if r_mean else R, K, A), -1.0)
         recall = np.full((b, T, K, A, M), -1.0)
         thr = np.asarray(self.params.recThrs, np.float64)
-        for (k, a), cell in self.cells.items():
+
+        def one(item) -> None:  # cells write disjoint slices, so they run in threads (numpy releases the GIL)
+            (k, a), cell = item
             npig = w @ self.valid_gt[k, a]  # (b,)
             rows = np.flatnonzero(npig > 0)
             if rows.size == 0:
-                continue  # no ground truth in this resample: -1, as the engine leaves it
+                return  # no ground truth in this resample: -1, as the engine leaves it
             if cell is None or cell[0].size == 0:  # ground truth but no detections: precision 0, recall 0
                 precision[rows, :, :, k, a] = 0.0
                 recall[rows, :, k, a, :] = 0.0
-                continue
+                return
             img, rank, tp, fp = cell
             wd = w[rows][:, img]  # (r, D)
             n = npig[rows][:, None]
@@ -101,6 +103,15 @@ class ImageMatches:
             d = env.shape[2]
             got = np.where(idx < d, np.take_along_axis(env, np.minimum(idx, d - 1), axis=2), 0.0)
             precision[rows, :, :, k, a] = got.mean(axis=2, keepdims=True) if r_mean else got
+
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one, self.cells.items()))
+        else:
+            for item in self.cells.items():
+                one(item)
         return precision, recall
 
 
@@ -125,8 +136,8 @@ def lower_bound(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return idx.reshape(*lead, -1)
 
 
-def image_bootstrap(ev, numbers: Callable[[object], dict[str, float]], spec) -> dict:
-    """Intervals for every number `numbers(ev)` derives from ev.eval, over images."""
+def image_bootstrap(ev, numbers: Callable[[object], dict[str, float]], spec, threads: int = 1) -> dict:
+    """Intervals for every number `numbers(ev)` derives from ev.eval, over images; cells re-accumulate in `threads` threads."""
     from bench.metrics.uncertainty import bootstrap
 
     matches = ImageMatches(ev)
@@ -136,7 +147,7 @@ def image_bootstrap(ev, numbers: Callable[[object], dict[str, float]], spec) -> 
 
     def stat(w: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, list] = {}
-        precision, recall = matches.accumulate(w, r_mean=True)
+        precision, recall = matches.accumulate(w, r_mean=True, threads=threads)
         full = np.full(precision.shape[1:] + (M,), np.nan)  # other maxDets slots: NaN, so nothing reads them silently
         try:
             for p, r in zip(precision, recall):

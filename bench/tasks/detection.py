@@ -14,6 +14,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.data.coco import DetectionDatasetSpec, DetectionSplit, dataset_name, read_json
+from bench.dist import thread_budget
 from bench.errors import DataError
 from bench.metrics import coco as M
 from bench.metrics.coco_bootstrap import image_bootstrap
@@ -153,7 +154,7 @@ class DetectionTask(Task):
             ev = M.evaluate(gt, results, iou, img_ids=image_ids, lvis=self.lvis, keep_matches=spec is not None)
             new = [{"metric": f"{iou}/{k}", "value": v} for k, v in self.all_numbers(ev, split).items()]
             if spec is not None:
-                fill(new, image_bootstrap(ev, lambda e: self.all_numbers(e, split), spec), match=lambda r, p=f"{iou}/": r["metric"][len(p) :])
+                fill(new, image_bootstrap(ev, lambda e: self.all_numbers(e, split), spec, thread_budget()), match=lambda r, p=f"{iou}/": r["metric"][len(p) :])
             rows += new
             if iou == cfg.iou_types[0]:
                 preds = results

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.data.formats import SegDatasetSpec
 from bench.data.segmentation import SegSplit, read_label_map
+from bench.dist import thread_budget
 from bench.errors import DataError
 from bench.metrics import segmentation as M
 from bench.metrics.uncertainty import bootstrap, fill
@@ -167,13 +168,6 @@ def in_order(fn, n: int, threads: int):
             yield ahead.popleft().result()
 
 
-def scoring_threads() -> int:
-    """The job's thread budget (the executor sets torch's), for reading and counting results files."""
-    import torch
-
-    return max(1, torch.get_num_threads())
-
-
 def prediction_files(folder: str, split: SegSplit) -> list[str]:
     """The prediction of each image, <stem>.png (or .tif); missing ones are counted and fail the job."""
     root = Path(folder)
@@ -232,7 +226,7 @@ class SegmentationTask(Task):
             on_device = self.ctx.device
         per_image = np.zeros((len(split), 3, c), np.int64)
         total = np.zeros((c, c + 1), np.int64)
-        confs = file_confusions(split, files, scoring_threads()) if preds is None else self._map_confusions(split, preds, files, on_device)
+        confs = file_confusions(split, files, thread_budget()) if preds is None else self._map_confusions(split, preds, files, on_device)
         for i, conf in enumerate(confs):
             total += conf
             per_image[i] = M.areas(conf)
