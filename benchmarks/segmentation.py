@@ -9,6 +9,9 @@ about 20% of them predicted wrong), in two encodings of the same maps:
   np.bincount confusion per image, mIoU from the sum);
 - Cityscapes labelIds (the same regions mapped onto the 34 ids; a `cityscapes` tree): bench vs
   cityscapesscripts 2.3.0's `evaluateImgLists`, which is what the issue names as the anchor.
+  As pip installs it (the wheel, or the sdist, which does not ship addToConfusionMatrix.pyx), its
+  Cython counter is absent and it counts with np.unique; the script prints which path ran, and
+  the CPU, since the anchor's sort and both sides' PNG decoders differ in speed between CPUs.
 bench's pass is the task's whole evaluate (read both PNGs, decode, validate, confusion, rows)
 with `uncertainty: off`, in this process like the other two. mIoU is checked equal (1e-9).
 Target (the issue's): >= 5x faster than cityscapesscripts. bench reads and counts images in the
@@ -102,6 +105,24 @@ def numpy_loop(root: Path, n_classes: int = 150):
     return time.perf_counter() - t, float(np.nanmean(iou))
 
 
+def cityscapesscripts_path() -> str:
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as E
+
+    return "its Cython counter (CSUPPORT)" if E.CSUPPORT else "np.unique (no compiled counter, as pip installs it)"
+
+
+def cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cityscapesscripts(gts, preds):
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as E
 
@@ -142,7 +163,8 @@ def main() -> None:
         torch.set_num_threads(threads)
         for got, ref in ((m150, r150), (mcs, rcs), (m1, rcs)):
             assert abs(got - ref) <= 1e-9, (got, ref)
-        print(f"bench on {threads} threads, OpenCV {'installed' if opencv() else 'not installed (PIL decoder, np.bincount)'}")
+        print(f"CPU {cpu_name()}, numpy {np.__version__}; bench on {threads} threads, OpenCV {'installed' if opencv() else 'not installed (PIL decoder, np.bincount)'}")
+        print(f"cityscapesscripts counts with {cityscapesscripts_path()}")
         print(f"150 classes:         bench {b150:6.2f} s   numpy loop        {n150:6.2f} s   mIoU {m150:.6f} (equal)")
         print(f"Cityscapes labelIds: bench {bcs:6.2f} s   cityscapesscripts {ccs:6.2f} s   mIoU {mcs:.6f} (equal)")
         print(f"Cityscapes labelIds, bench on 1 thread: {one:6.2f} s ({ccs / one:.2f}x cityscapesscripts)")
