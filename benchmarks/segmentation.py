@@ -111,18 +111,6 @@ def cityscapesscripts_path() -> str:
     return "its Cython counter (CSUPPORT)" if E.CSUPPORT else "np.unique (no compiled counter, as pip installs it)"
 
 
-def cpu_name() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def cityscapesscripts(gts, preds):
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as E
 
@@ -140,6 +128,7 @@ def main() -> None:
 
     from bench.data.segmentation import CityscapesSpec, SegFolderSpec
     from bench.dist import thread_budget
+    from bench.results import cpu_model
 
     # torch is imported above and cv2 here, so neither side's timing pays for imports
     from bench.optional import opencv
@@ -163,7 +152,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         for got, ref in ((m150, r150), (mcs, rcs), (m1, rcs)):
             assert abs(got - ref) <= 1e-9, (got, ref)
-        print(f"CPU {cpu_name()}, numpy {np.__version__}; bench on {threads} threads, OpenCV {'installed' if opencv() else 'not installed (PIL decoder, np.bincount)'}")
+        print(f"CPU {cpu_model()}, numpy {np.__version__}; bench on {threads} threads, OpenCV {'installed' if opencv() else 'not installed (PIL decoder, np.bincount)'}")
         print(f"cityscapesscripts counts with {cityscapesscripts_path()}")
         print(f"150 classes:         bench {b150:6.2f} s   numpy loop        {n150:6.2f} s   mIoU {m150:.6f} (equal)")
         print(f"Cityscapes labelIds: bench {bcs:6.2f} s   cityscapesscripts {ccs:6.2f} s   mIoU {mcs:.6f} (equal)")
