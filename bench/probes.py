@@ -173,11 +173,10 @@ class _LogReg:
 
     Minimises mean cross-entropy + ‖W‖² / (2·C·n), the intercept unpenalised, and stops where
     scikit-learn does: max |gradient| ≤ tol (1e-4) or max_iter iterations. torch.optim.LBFGS is not
-    used because it cannot keep its curvature memory from one C to the next. The initial inverse
-    Hessian is diagonal, curv_k · E[x_j²] (+ λ on W): the intercept is unpenalised, so its curvature is
-    orders below W's under strong regularisation, and a scalar one made the fits crawl along it
-    (82 → 53 passes over the rows for the benchmark's sweep). Logits are made in row blocks, so
-    memory is the features plus one block.
+    used because it cannot keep its curvature memory from one C to the next. Its initial Hessian
+    estimate is diagonal, curv_k·E[x_j²] (+ λ on W), and H0 = γ·diag⁻¹: the intercept is unpenalised,
+    so under strong regularisation its curvature is orders below W's, and a scalar H0 made the fits
+    crawl along it. Logits are made in row blocks, so memory is the features plus one block.
     """
 
     def __init__(self, x, y, num_classes: int, memory_mb: float = 512.0):
@@ -198,14 +197,24 @@ class _LogReg:
         class sums of x over n: no pass of logits is needed."""
         import torch
 
-        counts = torch.bincount(self.y, minlength=self.k).to(self.x1.dtype)
-        prior = counts / self.n
-        sums = torch.zeros(self.k, self.d, dtype=self.x1.dtype, device=self.x1.device).index_add_(0, self.y, self.x1[:, : self.d])
-        g = prior[:, None] * self.x1[:, : self.d].mean(0)[None, :] - sums / self.n
-        w = torch.zeros(self.k, self.d + 1, dtype=self.x1.dtype, device=self.x1.device)
-        w[:, self.d] = prior.clamp_min(1e-12).log()
+        w = self.prior_start()
+        sums = torch.zeros(self.k, self.d + 1, dtype=self.x1.dtype, device=self.x1.device)
+        for s in range(0, self.n, self.block):  # one-hot matmuls, not index_add_: deterministic on CUDA too
+            y1h = torch.nn.functional.one_hot(self.y[s : s + self.block], self.k).to(self.x1.dtype)
+            sums.addmm_(y1h.T, self.x1[s : s + self.block])
+        prior = w[:, self.d].exp()
+        g = prior[:, None] * sums[:, : self.d].sum(0)[None, :] / self.n - sums[:, : self.d] / self.n
         w[:, : self.d] = -g * (c * self.n)
         return _Point(w)
+
+    def prior_start(self):
+        """W = 0 and the intercepts at the log class priors."""
+        import torch
+
+        prior = torch.bincount(self.y, minlength=self.k).to(self.x1.dtype) / self.n
+        w = torch.zeros(self.k, self.d + 1, dtype=self.x1.dtype, device=self.x1.device)
+        w[:, self.d] = prior.clamp_min(1e-12).log()
+        return w
 
     def evaluate(self, w) -> _Point:
         """One pass over the rows: mean cross-entropy, its gradient and the per-class curvature at w."""
@@ -219,7 +228,8 @@ class _LogReg:
             logp = torch.log_softmax(x @ w.T, 1)
             ce -= float(logp.gather(1, y).sum(dtype=torch.float64))
             p = logp.exp_()
-            curv += (p - p * p).sum(0)
+            curv += p.sum(0)
+            curv -= (p * p).sum(0)  # Σ p(1 − p), two K-wide blocks at a time like the rest
             p.scatter_add_(1, y, torch.full(y.shape, -1.0, dtype=p.dtype, device=p.device))  # p − one-hot
             grad.addmm_(p.T, x)
         return _Point(w, ce / self.n, grad / self.n, curv / self.n)
@@ -323,7 +333,8 @@ def linear_probe(
     A coarse sweep over C in 1e-6..1e6, then a parametric binary search between the best C and
     its neighbours in log space; the final model is refit on all of train. The same split, grid,
     objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 on the
-    job's device with warm starts along the C path (each fit starts from the nearest C's solution).
+    job's device with warm starts along the C path (each fit starts from the nearest C's solution, or
+    one interpolated from the two either side).
     sweep_tol is where the held-out fits stop (scikit-learn's tol, 1e-4; the final fit always uses it).
     Problems up to SMALL_PROBE (train rows × (dim + 1) × classes) fit in float64 to tol 1e-5.
     Returns (test class probabilities [N, max label + 1], chosen C, held-out accuracy at that C).
@@ -371,7 +382,12 @@ def linear_probe(
     best = search_log_c(held_out_acc, refine_steps)
     full, classes = problem(np.arange(len(train)))
     same = len(classes) == len(held_classes)
-    start = _Point(points[best].w) if same else full.start(10.0**best)  # other rows: evaluated anew
+    if same:
+        start = _Point(points[best].w)  # other rows: evaluated anew
+    else:  # classes only in the held-out rows join at W = 0 and their log prior
+        w0 = full.prior_start()
+        w0[torch.as_tensor(np.searchsorted(classes, held_classes), device=dev)] = points[best].w
+        start = _Point(w0)
     w = full.fit(10.0**best, start, memory[best].copy() if same else _Memory(), max_iter, final_tol).w
     x_test = torch.as_tensor(np.asarray(test), dtype=dtype).to(dev)
     proba = np.zeros((len(x_test), int(labels.max()) + 1))

@@ -73,6 +73,27 @@ def test_linear_probe_absent_class_gets_zero_probability():
     assert p.shape == (50, 5) and (p[:, 2] == 0).all()
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_linear_probe_refit_with_a_class_only_in_held_out_rows(precision, monkeypatch):
+    """A class seen only in the held-out rows joins the final fit on all of train: that fit must still
+    reach scikit-learn's optimum at the chosen C (it once started from a point scaled for C = 1e-6)."""
+    import bench.probes
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    monkeypatch.setattr(bench.probes, "SMALL_PROBE", 2**40 if precision == "float64" else 0)
+    x, y = digits()
+    x, y, x_test, y_test = x[:1200], y[:1200].copy(), x[1200:], y[1200:]
+    _, va = train_test_split(np.arange(len(x)), test_size=0.2, random_state=0)  # the probe's split: unstratified here
+    y[va[0]] = 10  # one image of an 11th class, in the held-out rows only
+    p, c, _ = linear_probe(x, y, x_test)
+    with threadpool_limits(1, "blas"):
+        ref = LogisticRegression(C=c, max_iter=1000).fit(x, y)
+    assert p.shape[1] == 11
+    assert abs((p.argmax(1) == y_test).mean() - ref.score(x_test, y_test)) <= 0.01
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-9)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_knn_equals_numpy_reference(device, threads):
     x, y = clustered(4000, 48, 10, noise=2.5, seed=1)
