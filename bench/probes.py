@@ -143,20 +143,49 @@ class _Memory:
         if float((s * y).sum()) > 1e-10:
             self.pairs = (self.pairs + [(s, y)])[-self.size :]
 
-    def direction(self, g, diag):
-        """−H·g by the two-loop recursion, H0 = γ·diag⁻¹ (diag: a positive curvature estimate per weight)."""
+    def direction(self, g, pre: "_ClassCurvature"):
+        """−H·g by the two-loop recursion, H0 = γ·M⁻¹ (M: the per-class curvature model `pre`)."""
         q, alphas = g.clone(), []
         for s, y in reversed(self.pairs):
             a = float((s * q).sum()) / float((y * s).sum())
             q -= a * y
             alphas.append(a)
-        q /= diag
+        q = pre.solve(q)
         if self.pairs:
             s, y = self.pairs[-1]
-            q *= float((s * y).sum()) / float((y * y / diag).sum())
+            q *= float((s * y).sum()) / float((y * pre.solve(y)).sum())
         for (s, y), a in zip(self.pairs, reversed(alphas)):
             q += (a - float((y * q).sum()) / float((y * s).sum())) * s
         return -q
+
+
+class _ClassCurvature:
+    """A model of the Hessian for L-BFGS's H0: one block per class, M_k = c_k·(diag(σ²) + u_k u_kᵀ) + λ on W.
+
+    c_k = mean p_k(1 − p_k) is class k's curvature in its logit; the feature side is the features'
+    variance σ² plus the rank-1 u_k = [m_k, 1], m_k the p_k-weighted mean of x. The rank-1 part
+    is what a diagonal misses: class k's rows sit around its mean, so its weights are much stiffer
+    along m_k than across it, and its intercept moves with W_k·m_k. Solved per class by
+    Sherman–Morrison; classes are coupled only through the L-BFGS pairs.
+    """
+
+    def __init__(self, curv, var, mean, lam: float):
+        import torch
+
+        k, d = mean.shape
+        u = torch.cat([mean, torch.ones(k, 1, dtype=mean.dtype, device=mean.device)], 1)
+        dg = curv[:, None] * var[None, :]
+        dg[:, :d] += lam
+        floor = 1e-3 * float((curv[:, None] * (var[None, :] + u * u)).mean())
+        self.dg = dg.clamp_min(max(floor, 1e-30))  # a class the model is sure of has curv ≈ 0
+        self.u = u
+        self.dinv_u = u / self.dg
+        self.den = 1.0 / curv.clamp_min(1e-30) + (u * self.dinv_u).sum(1)
+
+    def solve(self, v):
+        """M⁻¹·v, v [K, D + 1]."""
+        dv = v / self.dg
+        return dv - self.dinv_u * ((self.u * dv).sum(1) / self.den)[:, None]
 
 
 class _Point:
@@ -173,10 +202,11 @@ class _LogReg:
 
     Minimises mean cross-entropy + ‖W‖² / (2·C·n), the intercept unpenalised, and stops where
     scikit-learn does: max |gradient| ≤ tol (1e-4) or max_iter iterations. torch.optim.LBFGS is not
-    used because it cannot keep its curvature memory from one C to the next. Its initial Hessian
-    estimate is diagonal, curv_k·E[x_j²] (+ λ on W), and H0 = γ·diag⁻¹: the intercept is unpenalised,
-    so under strong regularisation its curvature is orders below W's, and a scalar H0 made the fits
-    crawl along it. Logits are made in row blocks, so memory is the features plus one block.
+    used because it cannot keep its curvature memory from one C to the next, nor take a
+    preconditioner. H0 = γ·M⁻¹ with M a per-class model of the Hessian (_ClassCurvature): with a
+    scalar H0 the fits crawled along the unpenalised intercept, whose curvature under strong
+    regularisation is orders below W's, and with a diagonal one along each class's mean. Logits are
+    made in row blocks, so memory is the features plus one block.
     """
 
     def __init__(self, x, y, num_classes: int, memory_mb: float = 512.0):
@@ -184,10 +214,22 @@ class _LogReg:
 
         self.n, self.d = x.shape
         self.k = num_classes
-        self.x1 = torch.cat([x, torch.ones(self.n, 1, dtype=x.dtype, device=x.device)], 1)  # the intercept as a feature of 1s
+        self.x = x  # the intercept is kept apart, not a column of 1s: no copy of the features, and
+        # an aligned D-wide matmul is faster than a (D + 1)-wide one
         self.block = _rows_per_block(2 * num_classes, memory_mb)
         self.y = y
-        self.sq = (self.x1 * self.x1).mean(0)  # E[x_j²], the feature side of the diagonal curvature
+        self.counts = torch.bincount(y, minlength=num_classes).to(x.dtype)
+        self.sums = torch.zeros(num_classes, self.d, dtype=x.dtype, device=x.device)  # class sums of x
+        if x.device.type == "cpu":
+            self.sums.index_add_(0, y, x)
+        else:  # one-hot matmuls: index_add_ is nondeterministic on CUDA
+            for s in range(0, self.n, self.block):
+                self.sums.addmm_(torch.nn.functional.one_hot(y[s : s + self.block], num_classes).to(x.dtype).T, x[s : s + self.block])
+        mean = self.sums.sum(0) / self.n
+        var = torch.zeros(self.d, dtype=x.dtype, device=x.device)
+        for s in range(0, self.n, self.block):  # centred, so a large offset does not cancel it away
+            var += (x[s : s + self.block] - mean).square_().sum(0)
+        self.var = torch.cat([var / self.n, torch.zeros(1, dtype=x.dtype, device=x.device)])  # the intercept's variance is 0
         self.ftol = FTOL64 if x.dtype == torch.float64 else FTOL
 
     def start(self, c: float) -> _Point:
@@ -195,15 +237,10 @@ class _LogReg:
 
         At W = 0 every row's probabilities are the priors, so the gradient is priors ⊗ mean(x) minus the
         class sums of x over n: no pass of logits is needed."""
-        import torch
-
         w = self.prior_start()
-        sums = torch.zeros(self.k, self.d + 1, dtype=self.x1.dtype, device=self.x1.device)
-        for s in range(0, self.n, self.block):  # one-hot matmuls, not index_add_: deterministic on CUDA too
-            y1h = torch.nn.functional.one_hot(self.y[s : s + self.block], self.k).to(self.x1.dtype)
-            sums.addmm_(y1h.T, self.x1[s : s + self.block])
+        sums = self.sums
         prior = w[:, self.d].exp()
-        g = prior[:, None] * sums[:, : self.d].sum(0)[None, :] / self.n - sums[:, : self.d] / self.n
+        g = prior[:, None] * sums.sum(0)[None, :] / self.n - sums / self.n
         w[:, : self.d] = -g * (c * self.n)
         return _Point(w)
 
@@ -211,8 +248,8 @@ class _LogReg:
         """W = 0 and the intercepts at the log class priors."""
         import torch
 
-        prior = torch.bincount(self.y, minlength=self.k).to(self.x1.dtype) / self.n
-        w = torch.zeros(self.k, self.d + 1, dtype=self.x1.dtype, device=self.x1.device)
+        prior = self.counts / self.n
+        w = torch.zeros(self.k, self.d + 1, dtype=self.x.dtype, device=self.x.device)
         w[:, self.d] = prior.clamp_min(1e-12).log()
         return w
 
@@ -221,17 +258,22 @@ class _LogReg:
         import torch
 
         grad = torch.zeros_like(w)
+        gw, gb = grad[:, : self.d], grad[:, self.d]
+        wt, b = w[:, : self.d].T, w[:, self.d]
         curv = torch.zeros(self.k, dtype=w.dtype, device=w.device)
         ce = 0.0
         for s in range(0, self.n, self.block):
-            x, y = self.x1[s : s + self.block], self.y[s : s + self.block, None]
-            logp = torch.log_softmax(x @ w.T, 1)
+            x, y = self.x[s : s + self.block], self.y[s : s + self.block, None]
+            logp = torch.log_softmax(torch.addmm(b, x, wt), 1)
             ce -= float(logp.gather(1, y).sum(dtype=torch.float64))
             p = logp.exp_()
-            curv += p.sum(0)
-            curv -= (p * p).sum(0)  # Σ p(1 − p), two K-wide blocks at a time like the rest
-            p.scatter_add_(1, y, torch.full(y.shape, -1.0, dtype=p.dtype, device=p.device))  # p − one-hot
-            grad.addmm_(p.T, x)
+            ps = p.sum(0)
+            curv += ps
+            curv -= p.square().sum(0)  # Σ p(1 − p), two K-wide blocks at a time like the rest
+            gw.addmm_(p.T, x)
+            gb += ps
+        gw -= self.sums  # Σ (p − one-hot) xᵀ: the one-hot part is the class sums
+        gb -= self.counts
         return _Point(w, ce / self.n, grad / self.n, curv / self.n)
 
     def objective(self, pt: _Point, lam: float):
@@ -241,10 +283,12 @@ class _LogReg:
         g[:, : self.d] += lam * W
         return pt.ce + 0.5 * lam * float((W * W).sum()), g
 
-    def diagonal(self, curv, lam: float):
-        diag = curv[:, None] * self.sq[None, :]
-        diag[:, : self.d] += lam
-        return diag.clamp_min(1e-3 * float(diag.mean()))  # a class the model is sure of has curv ≈ 0
+    def curvature(self, pt: _Point, lam: float) -> _ClassCurvature:
+        """H0's model at an evaluated point; the p-weighted class means come free from its gradient
+        (pᵀx = n·∇_W + the class sums)."""
+        psum = (pt.grad[:, self.d] * self.n + self.counts).clamp_min(1e-12)
+        mean = (pt.grad[:, : self.d] * self.n + self.sums) / psum[:, None]
+        return _ClassCurvature(pt.curv, self.var, mean, lam)
 
     def fit(self, c: float, start: _Point, memory: "_Memory", max_iter: int = 1000, tol: float = 1e-4) -> _Point:
         """L-BFGS with an Armijo backtracking line search from `start`, keeping curvature pairs in `memory`."""
@@ -256,12 +300,12 @@ class _LogReg:
         for _ in range(max_iter):
             if float(g.abs().max()) <= tol:
                 break
-            diag = self.diagonal(pt.curv, lam)
-            d = memory.direction(g, diag)
+            pre = self.curvature(pt, lam)
+            d = memory.direction(g, pre)
             slope = float((g * d).sum())
             if slope >= 0:  # not a descent direction: start the memory again
                 memory.clear()
-                d = memory.direction(g, diag)
+                d = memory.direction(g, pre)
                 slope = float((g * d).sum())
             t = 1.0
             for _ in range(30):
@@ -359,9 +403,10 @@ def linear_probe(
     held_tol, final_tol = (min(1e-5, sweep_tol), 1e-5) if small else (sweep_tol, 1e-4)
     x_all = torch.as_tensor(np.asarray(train), dtype=dtype).to(dev)
 
-    def problem(rows):  # as scikit-learn: the classes are those present in the rows fitted
-        classes, y = np.unique(labels[rows], return_inverse=True)
-        return _LogReg(x_all[torch.as_tensor(rows, device=dev)], torch.as_tensor(y, device=dev), len(classes), memory_mb), classes
+    def problem(rows=None):  # as scikit-learn: the classes are those present in the rows fitted
+        classes, y = np.unique(labels if rows is None else labels[rows], return_inverse=True)
+        x = x_all if rows is None else x_all[torch.as_tensor(rows, device=dev)]  # all of train: no copy
+        return _LogReg(x, torch.as_tensor(y, device=dev), len(classes), memory_mb), classes
 
     held, held_classes = problem(tr)
     x_va, y_va = x_all[torch.as_tensor(va, device=dev)], labels[va]
@@ -380,7 +425,7 @@ def linear_probe(
         return scores[log_c]
 
     best = search_log_c(held_out_acc, refine_steps)
-    full, classes = problem(np.arange(len(train)))
+    full, classes = problem()
     same = len(classes) == len(held_classes)
     if same:
         start = _Point(points[best].w)  # other rows: evaluated anew
