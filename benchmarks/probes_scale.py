@@ -5,9 +5,13 @@
     python benchmarks/probes_scale.py --device cuda
     python benchmarks/probes_scale.py --memory-only   # k-NN's peak memory at N = 1.28M only
     python benchmarks/probes_scale.py --no-reference  # the full sizes, bench only (scikit-learn's sweep there takes hours)
+    python benchmarks/probes_scale.py --quick --features relu --repeat 1   # non-negative features, as a CNN's pooled ones
 
 Synthetic clustered features (class centres plus Gaussian noise: about 80% probe accuracy with 100
-classes at 20k rows; the 1,000-class sizes have 25-100 rows a class and reach 13-40%). Timed:
+classes at 20k rows; the 1,000-class sizes have 25-100 rows a class and reach 13-40%); with
+--features relu they are shifted by 3 and rectified, non-negative with a large common mean like a
+CNN's pooled features (about 72%), which is ill-conditioned for a solver without a preconditioner
+(scikit-learn's sweep takes about 3x as long there). Timed:
 the linear probe's whole C sweep (bench.probes.linear_probe vs bench.reference.linear_probe_sklearn,
 scikit-learn on one BLAS thread, its fastest here; with --quick the fastest of 3 runs on each
 side, since this machine's timings swing by ±20%), k-NN with k = 20 (vs the float64 numpy
@@ -31,6 +35,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def relu(x):
+    return np.maximum(x + 3.0, 0.0, out=x)
 
 
 def clustered(n, d, c, seed=0):
@@ -62,7 +70,7 @@ def warm():
     linear_probe(x, y, x[:10])
 
 
-def run_size(n, d, c, n_test, device, reference: bool, ref_queries: int, repeat: int = 1):
+def run_size(n, d, c, n_test, device, reference: bool, ref_queries: int, repeat: int = 1, features: str = "gaussian"):
     from threadpoolctl import threadpool_limits
 
     from bench.postprocessors import Outputs, create_postprocessor
@@ -70,6 +78,8 @@ def run_size(n, d, c, n_test, device, reference: bool, ref_queries: int, repeat:
     from bench.reference import MahalanobisNumpy, knn_scores_numpy, linear_probe_sklearn
 
     x, y = clustered(n + n_test, d, c)
+    if features == "relu":
+        x = relu(x)
     tr, ytr, te, yte = x[:n], y[:n], x[n:], y[n:]
     out = {}
     t, (p, C, held) = timed(lambda: linear_probe(tr, ytr, te, device=device), repeat)
@@ -126,6 +136,7 @@ def main():
     ap.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[25_000, 50_000, 100_000])
     ap.add_argument("--memory-only", action="store_true", help="only k-NN's peak memory at N = 1,281,167 x 768")
     ap.add_argument("--no-reference", action="store_true", help="time bench only: no scikit-learn/numpy side, no ratios")
+    ap.add_argument("--features", choices=["gaussian", "relu"], default="gaussian", help="class centres plus Gaussian noise (default), or those shifted and rectified")
     ap.add_argument("--repeat", type=int, default=None, help="time each linear probe sweep (both sides) this many times and keep the fastest (default 3 with --quick, else 1)")
     a = ap.parse_args()
     if a.memory_only:
@@ -144,8 +155,8 @@ def main():
     print(f"linear probe sweeps: fastest of {repeat} run(s) on each side")
     res = {}
     for i, n in enumerate(sizes):
-        res[n] = run_size(n, d, c, n_test, a.device, reference=(i == 0 and not a.no_reference), ref_queries=ref_q, repeat=repeat)
-        print(f"\nN = {n:,} x {d}, {c} classes, {n_test:,} test rows")
+        res[n] = run_size(n, d, c, n_test, a.device, reference=(i == 0 and not a.no_reference), ref_queries=ref_q, repeat=repeat, features=a.features)
+        print(f"\nN = {n:,} x {d}, {c} classes, {n_test:,} test rows, {a.features} features")
         for k, (t, note) in res[n].items():
             print(f"  {k:<10} {t:8.2f} s  {note}")
     r = res[sizes[0]]
