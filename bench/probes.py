@@ -120,7 +120,7 @@ class _Memory:
     """
 
     def __init__(self, size: int = 10):
-        self.size, self.pairs, self.lam = size, [], None  # pairs: (s, y, s·y)
+        self.size, self.pairs, self.lam = size, [], None
 
     def clear(self):
         self.pairs = []
@@ -133,38 +133,31 @@ class _Memory:
     def retarget(self, lam: float, d: int):
         if self.lam is not None and lam != self.lam:
             moved = []
-            for s, y, _ in self.pairs:
+            for s, y in self.pairs:
                 y = y.clone()
                 y[:, :d] += (lam - self.lam) * s[:, :d]
-                moved.append((s, y, _dot(s, y)))
-            self.pairs = [p for p in moved if p[2] > 1e-10]
+                moved.append((s, y))
+            self.pairs = [(s, y) for s, y in moved if float((s * y).sum()) > 1e-10]
         self.lam = lam
 
     def add(self, s, y):
-        sy = _dot(s, y)
-        if sy > 1e-10:
-            self.pairs = (self.pairs + [(s, y, sy)])[-self.size :]
+        if float((s * y).sum()) > 1e-10:
+            self.pairs = (self.pairs + [(s, y)])[-self.size :]
 
     def direction(self, g, pre: "_ClassCurvature"):
         """−H·g by the two-loop recursion, H0 = γ·M⁻¹ (M: the per-class curvature model `pre`)."""
         q, alphas = g.clone(), []
-        for s, y, sy in reversed(self.pairs):
-            a = _dot(s, q) / sy
-            q.add_(y, alpha=-a)
+        for s, y in reversed(self.pairs):
+            a = float((s * q).sum()) / float((y * s).sum())
+            q -= a * y
             alphas.append(a)
         q = pre.solve(q)
         if self.pairs:
-            s, y, sy = self.pairs[-1]
-            q *= sy / _dot(y, pre.solve(y))
-        for (s, y, sy), a in zip(self.pairs, reversed(alphas)):
-            q.add_(s, alpha=a - _dot(y, q) / sy)
-        return q.neg_()
-
-
-def _dot(a, b) -> float:
-    import torch
-
-    return float(torch.dot(a.reshape(-1), b.reshape(-1)))
+            s, y = self.pairs[-1]
+            q *= float((s * y).sum()) / float((y * pre.solve(y)).sum())
+        for (s, y), a in zip(self.pairs, reversed(alphas)):
+            q += (a - float((y * q).sum()) / float((y * s).sum())) * s
+        return -q
 
 
 class _ClassCurvature:
