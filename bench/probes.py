@@ -12,7 +12,7 @@ F32_EPS = 2.0**-24  # unit roundoff of float32
 FTOL = 8 * F32_EPS  # a relative loss decrease below this is float32 noise, not progress
 FTOL64 = 64 * 2.0**-53  # scikit-learn's lbfgs ftol (64 · float64 eps)
 SHRINK = 0.8  # class means for the curvature model, this far from the global mean (_LogReg.curvature)
-SMALL_PROBE = 2**23  # train rows × (dim + 1) × classes up to which the probe fits in float64 (a step costs ~1 ms)
+SMALL_PROBE = 2**23  # train rows × (dim + 1) × classes up to which the probe fits in float64 (a few ms a step)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -164,29 +164,33 @@ class _ClassCurvature:
     """A model of the Hessian for L-BFGS's H0: one block per class, M_k = c_k·(diag(σ²) + u_k u_kᵀ) + λ on W.
 
     c_k = mean p_k(1 − p_k) is class k's curvature in its logit; the feature side is the features'
-    variance σ² plus the rank-1 u_k = [m_k, 1], m_k a class mean of x (_LogReg.curvature). The rank-1 part
-    is what a diagonal misses: class k's rows sit around its mean, so its weights are much stiffer
-    along m_k than across it, and its intercept moves with W_k·m_k. Solved per class by
-    Sherman–Morrison; classes are coupled only through the L-BFGS pairs.
+    variance σ² plus the rank-1 u_k = [m_k, 1], m_k the class's p-weighted mean of x shrunk towards
+    the global mean (_LogReg.curvature). The rank-1 part is what a diagonal misses: class k's rows
+    sit around its mean, so its weights are much stiffer along m_k than across it, and its intercept
+    moves with W_k·m_k. The diagonal is floored at 1e-3 of its mean (with λ, so a saturated fit whose
+    c_k are all 0 still steps); the intercept's entry, whose σ² is 0, always sits at that floor.
+    Built and solved in float64 (it is only K × (D + 1)): Sherman–Morrison cancels in float32.
+    Classes are coupled only through the L-BFGS pairs.
     """
 
     def __init__(self, curv, var, mean, lam: float):
         import torch
 
+        curv, var, mean = curv.double(), var.double(), mean.double()
         k, d = mean.shape
         u = torch.cat([mean, torch.ones(k, 1, dtype=mean.dtype, device=mean.device)], 1)
         dg = curv[:, None] * var[None, :]
         dg[:, :d] += lam
-        floor = 1e-3 * float((curv[:, None] * (var[None, :] + u * u)).mean())
-        self.dg = dg.clamp_min(max(floor, 1e-30))  # a class the model is sure of has curv ≈ 0
+        floor = 1e-3 * float((dg + curv[:, None] * u * u).mean())
+        self.dg = dg.clamp_min(max(floor, 1e-300))
         self.u = u
         self.dinv_u = u / self.dg
-        self.den = 1.0 / curv.clamp_min(1e-30) + (u * self.dinv_u).sum(1)
+        self.den = 1.0 / curv.clamp_min(1e-300) + (u * self.dinv_u).sum(1)
 
     def solve(self, v):
-        """M⁻¹·v, v [K, D + 1]."""
-        dv = v / self.dg
-        return dv - self.dinv_u * ((self.u * dv).sum(1) / self.den)[:, None]
+        """M⁻¹·v, v [K, D + 1], in v's dtype."""
+        dv = v.double() / self.dg
+        return (dv - self.dinv_u * ((self.u * dv).sum(1) / self.den)[:, None]).to(v.dtype)
 
 
 class _Point:
@@ -226,9 +230,11 @@ class _LogReg:
             for s in range(0, self.n, self.block):
                 self.sums.addmm_(torch.nn.functional.one_hot(y[s : s + self.block], num_classes).to(x.dtype).T, x[s : s + self.block])
         mean = self.sums.sum(0) / self.n
+        self.centre = mean
         var = torch.zeros(self.d, dtype=x.dtype, device=x.device)
-        for s in range(0, self.n, self.block):  # centred, so a large offset does not cancel it away
-            var += (x[s : s + self.block] - mean).square_().sum(0)
+        rows = _rows_per_block(self.d, memory_mb, x.element_size())  # a [rows, D] temporary
+        for s in range(0, self.n, rows):  # centred, so a large offset does not cancel it away
+            var += (x[s : s + rows] - mean).square_().sum(0)
         self.var = torch.cat([var / self.n, torch.zeros(1, dtype=x.dtype, device=x.device)])  # the intercept's variance is 0
         self.ftol = FTOL64 if x.dtype == torch.float64 else FTOL
 
@@ -267,13 +273,12 @@ class _LogReg:
             logp = torch.log_softmax(torch.addmm(b, x, wt), 1)
             ce -= float(logp.gather(1, y).sum(dtype=torch.float64))
             p = logp.exp_()
-            ps = p.sum(0)
-            curv += ps
-            curv -= p.square().sum(0)  # Σ p(1 − p), two K-wide blocks at a time like the rest
-            gw.addmm_(p.T, x)
-            gb += ps
-        gw -= self.sums  # Σ (p − one-hot) xᵀ: the one-hot part is the class sums
-        gb -= self.counts
+            q = torch.sub(1.0, p).mul_(p)  # p(1 − p) as a product: Σp − Σp² cancels in float32
+            curv += q.sum(0)
+            del q
+            p.scatter_add_(1, y, torch.full(y.shape, -1.0, dtype=p.dtype, device=p.device))  # p − one-hot: small
+            gw.addmm_(p.T, x)  # near the optimum, where Σp·xᵀ − class sums would cancel in float32
+            gb += p.sum(0)
         return _Point(w, ce / self.n, grad / self.n, curv / self.n)
 
     def objective(self, pt: _Point, lam: float):
@@ -286,12 +291,11 @@ class _LogReg:
     def curvature(self, pt: _Point, lam: float) -> _ClassCurvature:
         """H0's model at an evaluated point. The p-weighted class means come free from its gradient
         (pᵀx = n·∇_W + the class sums); the rows that carry class k's curvature p(1 − p) are the ones
-        it is unsure of, between its mean and the others', so the means are taken 0.8 of the way
+        it is unsure of, between its mean and the others', so the means are taken SHRINK of the way
         from the global mean (fewer passes than 1 or 0.5 on the cases measured: docs/benchmarks.md)."""
         psum = (pt.grad[:, self.d] * self.n + self.counts).clamp_min(1e-12)
         mean = (pt.grad[:, : self.d] * self.n + self.sums) / psum[:, None]
-        centre = self.sums.sum(0) / self.n
-        return _ClassCurvature(pt.curv, self.var, centre + SHRINK * (mean - centre), lam)
+        return _ClassCurvature(pt.curv, self.var, self.centre + SHRINK * (mean - self.centre), lam)
 
     def fit(self, c: float, start: _Point, memory: "_Memory", max_iter: int = 1000, tol: float = 1e-4) -> _Point:
         """L-BFGS with an Armijo backtracking line search from `start`, keeping curvature pairs in `memory`."""
@@ -379,7 +383,8 @@ def linear_probe(
 
     A coarse sweep over C in 1e-6..1e6, then a parametric binary search between the best C and
     its neighbours in log space; the final model is refit on all of train. The same split, grid,
-    objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 on the
+    objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 (float64 up to
+    SMALL_PROBE) on the
     job's device with warm starts along the C path (each fit starts from the nearest C's solution, or
     one interpolated from the two either side).
     sweep_tol is where the held-out fits stop (scikit-learn's tol, 1e-4; the final fit always uses it).
@@ -405,7 +410,7 @@ def linear_probe(
     small = len(train) * (np.shape(train)[1] + 1) * n_cls <= SMALL_PROBE
     dtype = torch.float64 if small else torch.float32
     held_tol, final_tol = (min(1e-5, sweep_tol), 1e-5) if small else (sweep_tol, 1e-4)
-    x_all = torch.as_tensor(np.asarray(train), dtype=dtype).to(dev)
+    x_all = torch.as_tensor(np.asarray(train), dtype=dtype).to(dev).contiguous()  # the refit uses it as it is
 
     def problem(rows=None):  # as scikit-learn: the classes are those present in the rows fitted
         classes, y = np.unique(labels if rows is None else labels[rows], return_inverse=True)

@@ -151,7 +151,9 @@ def main():
         sizes, d, c, n_test, ref_q = [20_000], 512, 100, 5_000, 5_000
     else:
         sizes, d, c, n_test, ref_q = a.sizes, 768, 1000, 10_000, 1_000
-    repeat = a.repeat or (3 if a.quick else 1)
+    if a.repeat is not None and a.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    repeat = a.repeat if a.repeat is not None else (3 if a.quick else 1)
     print(f"linear probe sweeps: fastest of {repeat} run(s) on each side")
     res = {}
     for i, n in enumerate(sizes):
