@@ -229,12 +229,11 @@ class _LogReg:
         else:  # one-hot matmuls: index_add_ is nondeterministic on CUDA
             for s in range(0, self.n, self.block):
                 self.sums.addmm_(torch.nn.functional.one_hot(y[s : s + self.block], num_classes).to(x.dtype).T, x[s : s + self.block])
-        mean = self.sums.sum(0) / self.n
-        self.centre = mean
+        self.centre = self.sums.sum(0) / self.n  # the global mean
         var = torch.zeros(self.d, dtype=x.dtype, device=x.device)
         rows = _rows_per_block(self.d, memory_mb, x.element_size())  # a [rows, D] temporary
         for s in range(0, self.n, rows):  # centred, so a large offset does not cancel it away
-            var += (x[s : s + rows] - mean).square_().sum(0)
+            var += (x[s : s + rows] - self.centre).square_().sum(0)
         self.var = torch.cat([var / self.n, torch.zeros(1, dtype=x.dtype, device=x.device)])  # the intercept's variance is 0
         self.ftol = FTOL64 if x.dtype == torch.float64 else FTOL
 
@@ -244,9 +243,8 @@ class _LogReg:
         At W = 0 every row's probabilities are the priors, so the gradient is priors ⊗ mean(x) minus the
         class sums of x over n: no pass of logits is needed."""
         w = self.prior_start()
-        sums = self.sums
         prior = w[:, self.d].exp()
-        g = prior[:, None] * sums.sum(0)[None, :] / self.n - sums / self.n
+        g = prior[:, None] * self.sums.sum(0)[None, :] / self.n - self.sums / self.n
         w[:, : self.d] = -g * (c * self.n)
         return _Point(w)
 
@@ -275,7 +273,6 @@ class _LogReg:
             p = logp.exp_()
             q = torch.sub(1.0, p).mul_(p)  # p(1 − p) as a product: Σp − Σp² cancels in float32
             curv += q.sum(0)
-            del q
             p.scatter_add_(1, y, torch.full(y.shape, -1.0, dtype=p.dtype, device=p.device))  # p − one-hot: small
             gw.addmm_(p.T, x)  # near the optimum, where Σp·xᵀ − class sums would cancel in float32
             gb += p.sum(0)
@@ -383,8 +380,7 @@ def linear_probe(
 
     A coarse sweep over C in 1e-6..1e6, then a parametric binary search between the best C and
     its neighbours in log space; the final model is refit on all of train. The same split, grid,
-    objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 (float64 up to
-    SMALL_PROBE) on the
+    objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 on the
     job's device with warm starts along the C path (each fit starts from the nearest C's solution, or
     one interpolated from the two either side).
     sweep_tol is where the held-out fits stop (scikit-learn's tol, 1e-4; the final fit always uses it).
