@@ -13,6 +13,7 @@ FTOL = 8 * F32_EPS  # a relative loss decrease below this is float32 noise, not 
 FTOL64 = 64 * 2.0**-53  # scikit-learn's lbfgs ftol (64 · float64 eps)
 SHRINK = 0.8  # class means for the curvature model, this far from the global mean (_LogReg.curvature)
 SMALL_PROBE = 2**23  # train rows × (dim + 1) × classes up to which the probe fits in float64 (a few ms a step)
+CPU_BLOCK = 2**20  # bytes of logits per row block on CPU: cache-sized, the softmax's passes stay in cache
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -196,10 +197,12 @@ class _ClassCurvature:
 class _Point:
     """Weights [K, D + 1] and, once evaluated, the mean cross-entropy there, its gradient and the
     per-class curvature mean p(1 − p). None of them depends on C, so a solved point starts the fit
-    at another C without another pass over the rows."""
+    at another C without another pass over the rows. z: the rows' logits there, where kept
+    (_LogReg.keep): logits are linear in w, so a start interpolated between two solved points
+    needs no forward matmul."""
 
-    def __init__(self, w, ce=None, grad=None, curv=None):
-        self.w, self.ce, self.grad, self.curv = w, ce, grad, curv
+    def __init__(self, w, ce=None, grad=None, curv=None, z=None):
+        self.w, self.ce, self.grad, self.curv, self.z = w, ce, grad, curv, z
 
 
 class _LogReg:
@@ -211,7 +214,8 @@ class _LogReg:
     preconditioner. H0 = γ·M⁻¹ with M a per-class model of the Hessian (_ClassCurvature): with a
     scalar H0 the fits crawled along the unpenalised intercept, whose curvature under strong
     regularisation is orders below W's, and with a diagonal one along each class's mean. Logits are
-    made in row blocks, so memory is the features plus one block.
+    made in row blocks (cache-sized on CPU), so memory is the features plus one block; where all rows'
+    logits take at most 1/16 of memory_mb (keep), each point keeps its logits, which the sweep reuses.
     """
 
     def __init__(self, x, y, num_classes: int, memory_mb: float = 512.0):
@@ -221,6 +225,8 @@ class _LogReg:
         self.k = num_classes
         self.x = x  # the intercept is kept apart, not a column of 1s: no copy of the features (3.9 GB at ImageNet size)
         self.block = _rows_per_block(2 * num_classes, memory_mb, x.element_size())  # logits and probabilities
+        if x.device.type == "cpu":  # ~10% a pass at 100 classes; at least 1,024 rows so the matmuls stay efficient
+            self.block = min(self.block, max(1024, CPU_BLOCK // (num_classes * x.element_size())))
         self.y = y
         self.counts = torch.bincount(y, minlength=num_classes).to(x.dtype)
         self.sums = torch.zeros(num_classes, self.d, dtype=x.dtype, device=x.device)  # class sums of x
@@ -236,6 +242,7 @@ class _LogReg:
             var += (x[s : s + rows] - self.centre).square_().sum(0)
         self.var = torch.cat([var / self.n, torch.zeros(1, dtype=x.dtype, device=x.device)])  # the intercept's variance is 0
         self.ftol = FTOL64 if x.dtype == torch.float64 else FTOL
+        self.keep = self.n * num_classes * x.element_size() <= memory_mb * 2**20 / 16  # the sweep's points' logits fit
 
     def start(self, c: float) -> _Point:
         """A start for the most regularised fit: intercepts at the log priors, W one scaled gradient step.
@@ -257,10 +264,16 @@ class _LogReg:
         w[:, self.d] = prior.clamp_min(1e-12).log()
         return w
 
-    def evaluate(self, w) -> _Point:
-        """One pass over the rows: mean cross-entropy, its gradient and the per-class curvature at w."""
+    def evaluate(self, w, z=None) -> _Point:
+        """One pass over the rows: mean cross-entropy, its gradient and the per-class curvature at w.
+        z: the logits at w where known, which saves the forward matmul."""
         import torch
 
+        if z is None and self.keep:
+            z = torch.empty(self.n, self.k, dtype=w.dtype, device=w.device)
+            known = False
+        else:
+            known = z is not None
         grad = torch.zeros_like(w)
         gw, gb = grad[:, : self.d], grad[:, self.d]
         wt, b = w[:, : self.d].T, w[:, self.d]
@@ -268,15 +281,21 @@ class _LogReg:
         ce = 0.0
         for s in range(0, self.n, self.block):
             x, y = self.x[s : s + self.block], self.y[s : s + self.block, None]
-            logp = torch.log_softmax(torch.addmm(b, x, wt), 1)
-            ce -= float(logp.gather(1, y).sum(dtype=torch.float64))
-            p = logp.exp_()
+            if z is None:
+                zb = torch.addmm(b, x, wt)
+            elif known:
+                zb = z[s : s + self.block]
+            else:
+                zb = torch.addmm(b, x, wt, out=z[s : s + self.block])
+            p = torch.softmax(zb, 1)  # one kernel, not log_softmax then exp
+            top, arg = zb.max(1, keepdim=True)  # ce = log Σexp − z_y, and log Σexp = top − log p[arg]: p[arg] ≥ 1/K never underflows, p[y] can
+            ce += float((top - zb.gather(1, y) - p.gather(1, arg).log_()).sum(dtype=torch.float64))
             q = torch.sub(1.0, p).mul_(p)  # p(1 − p) as a product: Σp − Σp² cancels in float32
             curv += q.sum(0)
             p.scatter_add_(1, y, torch.full(y.shape, -1.0, dtype=p.dtype, device=p.device))  # p − one-hot: small
             gw.addmm_(p.T, x)  # near the optimum, where Σp·xᵀ − class sums would cancel in float32
             gb += p.sum(0)
-        return _Point(w, ce / self.n, grad / self.n, curv / self.n)
+        return _Point(w, ce / self.n, grad / self.n, curv / self.n, z)
 
     def objective(self, pt: _Point, lam: float):
         """The penalised loss and gradient at an evaluated point."""
@@ -299,7 +318,7 @@ class _LogReg:
 
         lam = 1.0 / (c * self.n)
         memory.retarget(lam, self.d)
-        pt = start if start.ce is not None else self.evaluate(start.w.clone())
+        pt = start if start.ce is not None else self.evaluate(start.w.clone(), start.z)
         loss, g = self.objective(pt, lam)
         for _ in range(max_iter):
             if float(g.abs().max()) <= tol:
@@ -342,7 +361,8 @@ def _path_start(points: dict, log_c: float) -> _Point:
         return points[min(points, key=lambda c: abs(c - log_c))]
     a, b = max(lo), min(hi)
     t = (log_c - a) / (b - a)
-    return _Point(points[a].w * (1 - t) + points[b].w * t)
+    za, zb = points[a].z, points[b].z
+    return _Point(points[a].w * (1 - t) + points[b].w * t, z=None if za is None or zb is None else za * (1 - t) + zb * t)
 
 
 def search_log_c(held_out_acc, refine_steps: int = 2) -> float:
@@ -418,6 +438,7 @@ def linear_probe(
     scores: dict[float, float] = {}
     points: dict[float, _Point] = {}
     memory: dict[float, _Memory] = {}  # each C's curvature pairs, the start of the fits next to it
+    val_z: dict[float, object] = {}  # held-out logits, where the held-out fit keeps its logits: the refit's start
 
     def held_out_acc(log_c: float) -> float:
         if log_c not in scores:
@@ -425,15 +446,23 @@ def linear_probe(
             start = _path_start(points, log_c) if points else held.start(10.0**log_c)
             memory[log_c] = memory[near].copy() if near is not None else _Memory()
             points[log_c] = held.fit(10.0**log_c, start, memory[log_c], max_iter, held_tol)
-            pred = held_classes[_LogReg.logits(points[log_c].w, x_va).argmax(1).cpu().numpy()]
+            z = _LogReg.logits(points[log_c].w, x_va)
+            if held.keep:
+                val_z[log_c] = z
+            pred = held_classes[z.argmax(1).cpu().numpy()]
             scores[log_c] = float((pred == y_va).mean())
         return scores[log_c]
 
     best = search_log_c(held_out_acc, refine_steps)
     full, classes = problem()
     same = len(classes) == len(held_classes)
-    if same:
-        start = _Point(points[best].w)  # other rows: evaluated anew
+    if same:  # all rows' logits are the held-out fit's and those it was scored with, where kept
+        z = None
+        if full.keep and points[best].z is not None:
+            z = torch.empty(full.n, full.k, dtype=dtype, device=dev)
+            z[torch.as_tensor(tr, device=dev)] = points[best].z
+            z[torch.as_tensor(va, device=dev)] = val_z[best]
+        start = _Point(points[best].w, z=z)
     else:  # classes only in the held-out rows join at W = 0 and their log prior
         w0 = full.prior_start()
         w0[torch.as_tensor(np.searchsorted(classes, held_classes), device=dev)] = points[best].w

@@ -139,6 +139,50 @@ def test_linear_probe_steps_when_the_softmax_saturates():
         assert loss < 0.1 and float(grad.abs().max()) <= 1e-4, (c, loss)
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_linear_probe_reused_logits_are_the_logits(precision, monkeypatch):
+    """Logits kept from solved points stand in for the forward matmul: at interpolated starts along
+    the C path and at the refit, which puts the held-out fit's rows and the held-out rows back in
+    train's order. Every logits handed to a pass must be the rows' logits at its weights, or the
+    pass's gradient is another point's (the fit would then still converge, so only this sees it)."""
+    import bench.probes
+
+    monkeypatch.setattr(bench.probes, "SMALL_PROBE", 2**40 if precision == "float64" else 0)
+    given, evaluate = [], bench.probes._LogReg.evaluate
+
+    def checked(self, w, z=None):
+        if z is not None:
+            d = self.d
+            want = self.x.double() @ w[:, :d].double().T + w[:, d].double()
+            torch.testing.assert_close(z.double(), want, rtol=0, atol=1e-4 if precision == "float32" else 1e-10)
+            given.append(self.n)
+        return evaluate(self, w, z)
+
+    monkeypatch.setattr(bench.probes._LogReg, "evaluate", checked)
+    x, y = clustered(1500, 32, 8, noise=3.0)
+    linear_probe(x[:1200], y[:1200], x[1200:])
+    assert 1200 in given and 960 in given, given  # the refit's rows and the held-out fit's
+
+
+def test_cross_entropy_when_the_true_class_probability_underflows():
+    """A row whose true class is 200 logits below its top one has p[y] = 0 in float32: the pass's
+    cross-entropy must still be log Σexp − z_y (log p[y] would be inf), with the gradient beside it."""
+    from bench.probes import _LogReg
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 8, generator=g)
+    y = torch.randint(0, 4, (50,), generator=g)
+    w = torch.randn(4, 9, generator=g)
+    w[:, 8] = 0.0
+    w[(y[0] + 1) % 4, 8] = 200.0  # one class 200 up: every row of another class has p[y] ≈ e^-200, 0 in float32
+    for dtype in (torch.float32, torch.float64):
+        fit = _LogReg(x.to(dtype), y, 4)
+        pt = fit.evaluate(w.to(dtype))
+        z = x.double() @ w[:, :8].double().T + w[:, 8].double()
+        want = -torch.log_softmax(z, 1).gather(1, y[:, None]).mean()
+        assert np.isfinite(pt.ce) and abs(pt.ce - float(want)) <= 1e-6 * float(want), (dtype, pt.ce, float(want))
+
+
 def test_linear_probe_absent_class_gets_zero_probability():
     x, y = clustered(600, 16, 5, noise=1.0)
     y = np.where(y == 2, 3, y)  # class 2 never appears in train
