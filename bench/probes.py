@@ -13,6 +13,7 @@ FTOL = 8 * F32_EPS  # a relative loss decrease below this is float32 noise, not 
 FTOL64 = 64 * 2.0**-53  # scikit-learn's lbfgs ftol (64 · float64 eps)
 SHRINK = 0.8  # class means for the curvature model, this far from the global mean (_LogReg.curvature)
 SMALL_PROBE = 2**23  # train rows × (dim + 1) × classes up to which the probe fits in float64 (a few ms a step)
+UNDERFLOW = 2.0**-100  # a softmax probability below this is recomputed as log_softmax (float32's tiny is 2^-126)
 CPU_BLOCK = 2**20  # bytes of logits per row block on CPU: cache-sized, the softmax's passes stay in cache
 
 
@@ -288,8 +289,11 @@ class _LogReg:
             else:
                 zb = torch.addmm(b, x, wt, out=z[s : s + self.block])
             p = torch.softmax(zb, 1)  # one kernel, not log_softmax then exp
-            top, arg = zb.max(1, keepdim=True)  # ce = log Σexp − z_y, and log Σexp = top − log p[arg]: p[arg] ≥ 1/K never underflows, p[y] can
-            ce += float((top - zb.gather(1, y) - p.gather(1, arg).log_()).sum(dtype=torch.float64))
+            py = p.gather(1, y)
+            if bool((py < UNDERFLOW).any()):  # p[y] underflowed (a row far on the wrong side): log p[y] exactly
+                ce -= float(torch.log_softmax(zb, 1).gather(1, y).sum(dtype=torch.float64))
+            else:
+                ce -= float(py.log_().sum(dtype=torch.float64))
             q = torch.sub(1.0, p).mul_(p)  # p(1 − p) as a product: Σp − Σp² cancels in float32
             curv += q.sum(0)
             p.scatter_add_(1, y, torch.full(y.shape, -1.0, dtype=p.dtype, device=p.device))  # p − one-hot: small
