@@ -215,11 +215,12 @@ class _LogReg:
     preconditioner. H0 = γ·M⁻¹ with M a per-class model of the Hessian (_ClassCurvature): with a
     scalar H0 the fits crawled along the unpenalised intercept, whose curvature under strong
     regularisation is orders below W's, and with a diagonal one along each class's mean. Logits are
-    made in row blocks (cache-sized on CPU), so memory is the features plus one block; where all rows'
-    logits take at most 1/16 of memory_mb (keep), each point keeps its logits, which the sweep reuses.
+    made in row blocks (cache-sized on CPU), so memory is the features plus one block. keep_points:
+    how many points' logits the caller holds at once; where that many fit memory_mb (keep), each
+    evaluated point keeps its rows' logits, which the sweep reuses.
     """
 
-    def __init__(self, x, y, num_classes: int, memory_mb: float = 512.0):
+    def __init__(self, x, y, num_classes: int, memory_mb: float = 512.0, keep_points: float = 0.0):
         import torch
 
         self.n, self.d = x.shape
@@ -243,7 +244,7 @@ class _LogReg:
             var += (x[s : s + rows] - self.centre).square_().sum(0)
         self.var = torch.cat([var / self.n, torch.zeros(1, dtype=x.dtype, device=x.device)])  # the intercept's variance is 0
         self.ftol = FTOL64 if x.dtype == torch.float64 else FTOL
-        self.keep = self.n * num_classes * x.element_size() <= memory_mb * 2**20 / 16  # the sweep's points' logits fit
+        self.keep = 0 < keep_points and self.n * num_classes * x.element_size() * keep_points <= memory_mb * 2**20
 
     def start(self, c: float) -> _Point:
         """A start for the most regularised fit: intercepts at the log priors, W one scaled gradient step.
@@ -294,6 +295,7 @@ class _LogReg:
                 ce -= float(torch.log_softmax(zb, 1).gather(1, y).sum(dtype=torch.float64))
             else:
                 ce -= float(py.log_().sum(dtype=torch.float64))
+            zb = None  # a block not kept is freed before q: two block-sized arrays at a time, as the block is sized
             q = torch.sub(1.0, p).mul_(p)  # p(1 − p) as a product: Σp − Σp² cancels in float32
             curv += q.sum(0)
             p.scatter_add_(1, y, torch.full(y.shape, -1.0, dtype=p.dtype, device=p.device))  # p − one-hot: small
@@ -432,12 +434,13 @@ def linear_probe(
     held_tol, final_tol = (min(1e-5, sweep_tol), 1e-5) if small else (sweep_tol, 1e-4)
     x_all = torch.as_tensor(np.asarray(train), dtype=dtype).to(dev).contiguous()  # the refit uses it as it is
 
-    def problem(rows=None):  # as scikit-learn: the classes are those present in the rows fitted
+    def problem(rows=None, keep_points=0.0):  # as scikit-learn: the classes are those present in the rows fitted
         classes, y = np.unique(labels if rows is None else labels[rows], return_inverse=True)
         x = x_all if rows is None else x_all[torch.as_tensor(rows, device=dev)]  # all of train: no copy
-        return _LogReg(x, torch.as_tensor(y, device=dev), len(classes), memory_mb), classes
+        return _LogReg(x, torch.as_tensor(y, device=dev), len(classes), memory_mb, keep_points), classes
 
-    held, held_classes = problem(tr)
+    fits = 7 + 2 * refine_steps  # search_log_c's: each keeps its logits and its held-out rows', plus a fit's two iterates
+    held, held_classes = problem(tr, keep_points=fits * len(labels) / len(tr) + 2)
     x_va, y_va = x_all[torch.as_tensor(va, device=dev)], labels[va]
     scores: dict[float, float] = {}
     points: dict[float, _Point] = {}
@@ -458,7 +461,11 @@ def linear_probe(
         return scores[log_c]
 
     best = search_log_c(held_out_acc, refine_steps)
-    full, classes = problem()
+    for pt in points.values():  # only the chosen C's logits start the refit (a fit that starts converged returns its start)
+        if pt is not points[best]:
+            pt.z = None
+    val_z = {best: val_z[best]} if best in val_z else {}
+    full, classes = problem(keep_points=4)  # its start's logits, the chosen fit's, a fit's two iterates
     same = len(classes) == len(held_classes)
     if same:  # all rows' logits are the held-out fit's and those it was scored with, where kept
         z = None

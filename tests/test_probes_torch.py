@@ -181,6 +181,9 @@ def test_cross_entropy_when_the_true_class_probability_underflows():
         z = x.double() @ w[:, :8].double().T + w[:, 8].double()
         want = -torch.log_softmax(z, 1).gather(1, y[:, None]).mean()
         assert np.isfinite(pt.ce) and abs(pt.ce - float(want)) <= 1e-6 * float(want), (dtype, pt.ce, float(want))
+        r = torch.softmax(z, 1) - torch.nn.functional.one_hot(y, 4).double()  # the mean gradient, [W | b]
+        grad = torch.cat([r.T @ x.double(), r.sum(0)[:, None]], 1) / len(x)
+        torch.testing.assert_close(pt.grad.double(), grad, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
 def test_linear_probe_absent_class_gets_zero_probability():
