@@ -271,11 +271,9 @@ class _LogReg:
         z: the logits at w where known, which saves the forward matmul."""
         import torch
 
-        if z is None and self.keep:
+        known = z is not None
+        if not known and self.keep:  # made here, kept on the point
             z = torch.empty(self.n, self.k, dtype=w.dtype, device=w.device)
-            known = False
-        else:
-            known = z is not None
         grad = torch.zeros_like(w)
         gw, gb = grad[:, : self.d], grad[:, self.d]
         wt, b = w[:, : self.d].T, w[:, self.d]
@@ -283,12 +281,10 @@ class _LogReg:
         ce = 0.0
         for s in range(0, self.n, self.block):
             x, y = self.x[s : s + self.block], self.y[s : s + self.block, None]
-            if z is None:
-                zb = torch.addmm(b, x, wt)
-            elif known:
+            if known:
                 zb = z[s : s + self.block]
             else:
-                zb = torch.addmm(b, x, wt, out=z[s : s + self.block])
+                zb = torch.addmm(b, x, wt, out=None if z is None else z[s : s + self.block])
             p = torch.softmax(zb, 1)  # one kernel, not log_softmax then exp
             py = p.gather(1, y)
             if bool((py < UNDERFLOW).any()):  # p[y] underflowed (a row far on the wrong side): log p[y] exactly
