@@ -125,8 +125,9 @@ def test_linear_probe_fit_reaches_sklearn_objective_on_offset_features():
 
 def test_linear_probe_steps_when_the_softmax_saturates():
     """Separable data at large C: every class's p(1 − p) is 0 in float32 at the start, and the fit
-    must still move (a curvature floor without λ once made M⁻¹ 1e30 and every step fail)."""
-    from bench.probes import _LogReg, _Memory
+    must still move (a curvature floor without λ once made M⁻¹ 1e30 and every step fail). The start
+    is start(c)'s W with the intercepts at the log priors, which saturates every row."""
+    from bench.probes import _LogReg, _Memory, _Point
 
     g = torch.Generator().manual_seed(3)
     centres, y = torch.randn(3, 20, generator=g) * 6, torch.randint(0, 3, (3000,), generator=g)
@@ -134,9 +135,42 @@ def test_linear_probe_steps_when_the_softmax_saturates():
     x = x / x.norm(dim=1, keepdim=True) * 5
     fit = _LogReg(x, y, 3)
     for c in (1e2, 1e4, 1e6):
-        end = fit.fit(c, fit.start(c), _Memory())
+        w = fit.start(c).w
+        w[:, 20] = fit.prior_start()[:, 20]
+        assert float(fit.evaluate(w).curv.max()) < 1e-8
+        end = fit.fit(c, _Point(w), _Memory())
         loss, grad = fit.objective(end, 1.0 / (c * len(x)))
         assert loss < 0.1 and float(grad.abs().max()) <= 1e-4, (c, loss)
+
+
+def test_path_start_is_the_best_point_on_its_line():
+    """A start between two solved Cs, or beyond them, is the minimum of the objective along the line
+    through them (scored on LINE_ROWS rows), not the log-midpoint: a dense grid of t on the same rows
+    finds nothing lower, and the start's logits are its weights' logits."""
+    from bench.probes import LINE_ROWS, _LogReg, _Memory, _path_start
+
+    x, y = clustered(3000, 16, 5, noise=2.0)
+    fit = _LogReg(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y), 5, keep_points=4)
+    points = {}
+    for log_c in (-4.0, -2.0):
+        points[log_c] = fit.fit(10.0**log_c, points.get(-4.0) or fit.start(10.0**log_c), _Memory())
+    rows = np.arange(0, 3000, 3000 // LINE_ROWS)[:LINE_ROWS]
+    xs, ys = x[rows].astype(np.float64), y[rows]
+    a, b = points[-4.0].w.numpy(), points[-2.0].w.numpy()
+
+    def objective(w, c):
+        z = xs @ w[:, :16].T + w[:, 16]
+        z -= z.max(1, keepdims=True)
+        ce = np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(z)), ys])
+        return ce + (w[:, :16] ** 2).sum() / (2 * c * 3000)
+
+    for log_c, grid in ((-3.0, np.linspace(-0.5, 1.5, 2001)), (0.0, np.geomspace(0.5, 1e3, 4001))):
+        start = _path_start(fit, points, log_c, 1e-4)
+        t = (start.w.numpy() - a)[0, 0] / (b - a)[0, 0]
+        np.testing.assert_allclose(start.w.numpy(), a + t * (b - a), rtol=0, atol=1e-12)
+        best = min(objective(a + s * (b - a), 10.0**log_c) for s in grid)
+        assert objective(start.w.numpy(), 10.0**log_c) <= best + 1e-6, (log_c, t)
+        np.testing.assert_allclose(start.z.numpy(), _LogReg.logits(start.w, fit.x).numpy(), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
