@@ -475,13 +475,12 @@ def linear_probe(
         x = x_all if rows is None else x_all[torch.as_tensor(rows, device=dev)]  # all of train: no copy
         return _LogReg(x, torch.as_tensor(y, device=dev), len(classes), memory_mb, keep_points), classes
 
-    fits = 7 + 2 * refine_steps  # search_log_c's: each keeps its logits and its held-out rows', plus a fit's two iterates
-    held, held_classes = problem(tr, keep_points=fits * len(labels) / len(tr) + 2)
+    fits = 7 + 2 * refine_steps  # search_log_c's: each keeps its rows' logits, plus a fit's two iterates
+    held, held_classes = problem(tr, keep_points=fits + 2)
     x_va, y_va = x_all[torch.as_tensor(va, device=dev)], labels[va]
     scores: dict[float, float] = {}
     points: dict[float, _Point] = {}
     memory: dict[float, _Memory] = {}  # each C's curvature pairs, the start of the fits next to it
-    val_z: dict[float, object] = {}  # held-out logits, where the held-out fit keeps its logits: the refit's start
 
     def held_out_acc(log_c: float) -> float:
         if log_c not in scores:
@@ -489,27 +488,24 @@ def linear_probe(
             start = _path_start(held, points, log_c, held_tol) if points else held.start(10.0**log_c)
             memory[log_c] = memory[near].copy() if near is not None else _Memory()
             points[log_c] = held.fit(10.0**log_c, start, memory[log_c], max_iter, held_tol)
-            z = _LogReg.logits(points[log_c].w, x_va)
-            if held.keep:
-                val_z[log_c] = z
-            pred = held_classes[z.argmax(1).cpu().numpy()]
+            pred = held_classes[_LogReg.logits(points[log_c].w, x_va).argmax(1).cpu().numpy()]
             scores[log_c] = float((pred == y_va).mean())
         return scores[log_c]
 
     best = search_log_c(held_out_acc, refine_steps)
-    for pt in points.values():  # only the chosen C's logits start the refit (a fit that starts converged returns its start)
-        if pt is not points[best]:
-            pt.z = None
-    val_z = {best: val_z[best]} if best in val_z else {}
-    full, classes = problem(keep_points=4)  # its start's logits, the chosen fit's, a fit's two iterates
+    for pt in points.values():  # the refit reuses no logits: freed before it
+        pt.z = None
+    full, classes = problem()
     same = len(classes) == len(held_classes)
-    if same:  # all rows' logits are the held-out fit's and those it was scored with, where kept
-        z = None
-        if full.keep and points[best].z is not None:
-            z = torch.empty(full.n, full.k, dtype=dtype, device=dev)
-            z[torch.as_tensor(tr, device=dev)] = points[best].z
-            z[torch.as_tensor(va, device=dev)] = val_z[best]
-        start = _Point(points[best].w, z=z)
+    if same:  # the start's loss, gradient and curvature: the held-out fit's over its rows, plus a pass over the held-out rows
+        part = points[best]
+        val = _LogReg(x_va, torch.as_tensor(np.searchsorted(classes, y_va), device=dev), full.k, memory_mb)
+        vp = val.evaluate(part.w)
+
+        def mix(a, b):  # means over all rows from the two parts' means
+            return (a * held.n + b * val.n) / full.n
+
+        start = _Point(part.w, mix(part.ce, vp.ce), mix(part.grad, vp.grad), mix(part.curv, vp.curv))
     else:  # classes only in the held-out rows join at W = 0 and their log prior
         w0 = full.prior_start()
         w0[torch.as_tensor(np.searchsorted(classes, held_classes), device=dev)] = points[best].w

@@ -174,28 +174,41 @@ def test_path_start_is_the_best_point_on_its_line():
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
-def test_linear_probe_reused_logits_are_the_logits(precision, monkeypatch):
-    """Logits kept from solved points stand in for the forward matmul: at interpolated starts along
-    the C path and at the refit, which puts the held-out fit's rows and the held-out rows back in
-    train's order. Every logits handed to a pass must be the rows' logits at its weights, or the
-    pass's gradient is another point's (the fit would then still converge, so only this sees it)."""
+def test_linear_probe_reused_logits_and_statistics_are_the_passes(precision, monkeypatch):
+    """What the sweep reuses instead of a pass must be what that pass would give. Logits interpolated
+    between solved points stand in for the forward matmul at the starts along the C path: every
+    logits handed to a pass must be the rows' logits at its weights, or the pass's gradient is
+    another point's (the fit would then still converge, so only this sees it). The refit starts from
+    the held-out fit's loss, gradient and curvature plus a pass over the held-out rows: they must be
+    a pass over all of train at that start."""
     import bench.probes
 
     monkeypatch.setattr(bench.probes, "SMALL_PROBE", 2**40 if precision == "float64" else 0)
-    given, evaluate = [], bench.probes._LogReg.evaluate
+    given, refit, evaluate, fit = [], [], bench.probes._LogReg.evaluate, bench.probes._LogReg.fit
+    atol = 1e-4 if precision == "float32" else 1e-10
 
     def checked(self, w, z=None):
         if z is not None:
             d = self.d
             want = self.x.double() @ w[:, :d].double().T + w[:, d].double()
-            torch.testing.assert_close(z.double(), want, rtol=0, atol=1e-4 if precision == "float32" else 1e-10)
+            torch.testing.assert_close(z.double(), want, rtol=0, atol=atol)
             given.append(self.n)
         return evaluate(self, w, z)
 
+    def checked_fit(self, c, start, memory, max_iter=1000, tol=1e-4):
+        if start.ce is not None and self.n == 1200:
+            want = evaluate(self, start.w)
+            assert abs(start.ce - want.ce) <= 10 * atol
+            for got, ref in ((start.grad, want.grad), (start.curv, want.curv)):
+                torch.testing.assert_close(got.double(), ref.double(), rtol=0, atol=atol / 10)
+            refit.append(self.n)
+        return fit(self, c, start, memory, max_iter, tol)
+
     monkeypatch.setattr(bench.probes._LogReg, "evaluate", checked)
+    monkeypatch.setattr(bench.probes._LogReg, "fit", checked_fit)
     x, y = clustered(1500, 32, 8, noise=3.0)
     linear_probe(x[:1200], y[:1200], x[1200:])
-    assert 1200 in given and 960 in given, given  # the refit's rows and the held-out fit's
+    assert 960 in given and refit == [1200], (given, refit)  # the held-out fit's interpolated starts, and the refit
 
 
 def test_cross_entropy_when_the_true_class_probability_underflows():
