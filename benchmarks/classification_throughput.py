@@ -2,16 +2,22 @@
 evaluation pipeline (timm.data.create_dataset + create_loader, as validate.py uses them), on the
 same generated JPEG ImageFolder, model, batch size and loader workers, in one run.
 
-    python benchmarks/classification_throughput.py [--model resnet18] [--images 768] [--device cpu]
+    python benchmarks/classification_throughput.py [--model resnet18] [--images 768] [--device cuda]
 
-Prints each throughput and the ratios bench/timm (target >= 1.0) and bench/bare. bench runs models
-in channels_last (timm's validate.py offers it as --channels-last, off by default); the bare pass is
-also shown in that format so the data-pipeline overhead can be read off on its own.
+Prints each throughput and the ratios bench/timm (target >= 1.0) and bench/bare. The bench job runs
+twice: first decoding the JPEGs (which fills the decoded-input cache, bench.inputs), then with that
+cache warm, which is the figure to hold against the bare forward pass (target >= 0.9 on a GPU).
+The bare pass is timm's benchmark.py inference loop (random input of the model's size, fixed batch,
+eval mode, no grad, synchronised on CUDA); benchmark.py itself is a script in timm's repository, not
+in the package. bench runs models in channels_last (timm's validate.py and benchmark.py offer it as
+--channels-last, off by default); the bare pass is also shown in that format so the data-pipeline
+overhead can be read off on its own. The decoded-input cache goes to a temporary BENCH_CACHE.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -118,18 +124,22 @@ def main():
         make_jpegs(root, args.images)
         torch.manual_seed(0)
         model = timm.create_model(args.model, num_classes=8).eval().to(device)
-        cfg = timm.data.resolve_data_config({}, model=model)
-        print(f"{args.model} on {device}, {args.images} JPEGs, batch {args.batch_size}, {args.workers} loader workers, torch threads {torch.get_num_threads()}")
-        bench_sps = bench_job(args.model, root, args.batch_size, args.workers, device, tmp)
+        cfg = timm.data.resolve_data_config({}, model=model, use_test_size=True)  # as validate.py and bench: the test size (288 px for resnet18)
+        print(f"{args.model} on {device}, {args.images} JPEGs at {cfg['input_size'][-1]} px, batch {args.batch_size}, {args.workers} loader workers, torch threads {torch.get_num_threads()}")
+        os.environ["BENCH_CACHE"] = str(Path(tmp) / "cache")  # a cold decoded-input cache, not the user's
+        bench_sps = bench_job(args.model, root, args.batch_size, args.workers, device, tmp)  # decodes, fills the cache
+        warm_sps = bench_job(args.model, root, args.batch_size, args.workers, device, tmp)  # reads it
         timm_sps, _ = timm_loop(model, cfg, root, args.batch_size, args.workers, device)
         bare_sps = bare_forward(model, cfg, args.images, args.batch_size, device)
         bare_cl = bare_forward(model, cfg, args.images, args.batch_size, device, channels_last=True)
     print(f"bare forward      {bare_sps:8.1f} samples/s")
     print(f"bare, channels_last {bare_cl:6.1f} samples/s   (the memory format bench runs in)")
     print(f"timm eval loop    {timm_sps:8.1f} samples/s   ({timm_sps / bare_sps:.2f} of bare)")
-    print(f"bench job         {bench_sps:8.1f} samples/s   ({bench_sps / bare_sps:.2f} of bare)")
-    print(f"ratio bench/timm  {bench_sps / timm_sps:.2f}   (target >= 1.0)")
+    print(f"bench job         {bench_sps:8.1f} samples/s   ({bench_sps / bare_sps:.2f} of bare; decoding the JPEGs)")
+    print(f"bench job, warm   {warm_sps:8.1f} samples/s   ({warm_sps / bare_sps:.2f} of bare; decoded-input cache warm)")
+    print(f"ratio bench/timm  {bench_sps / timm_sps:.2f}   (target >= 1.0; both decoding)")
     print(f"ratio bench/bare  {bench_sps / bare_sps:.2f}   (bench/bare channels_last {bench_sps / bare_cl:.2f})")
+    print(f"ratio bench (decoded-input cache warm)/bare: {warm_sps / bare_sps:.2f}   (target >= 0.9; /bare channels_last {warm_sps / bare_cl:.2f})")
 
 
 if __name__ == "__main__":
