@@ -202,7 +202,7 @@ class _Point:
     """Weights [K, D + 1] and, once evaluated, the mean cross-entropy there, its gradient and the
     per-class curvature mean p(1 − p). None of them depends on C, so a solved point starts the fit
     at another C without another pass over the rows. z: the rows' logits there, where kept
-    (_LogReg.keep): logits are linear in w, so a start interpolated between two solved points
+    (_LogReg.keep): logits are linear in w, so a start on the line through two solved points
     needs no forward matmul."""
 
     def __init__(self, w, ce=None, grad=None, curv=None, z=None):
@@ -400,6 +400,8 @@ def _path_start(problem: _LogReg, points: dict, log_c: float, tol: float) -> _Po
     lo = sorted((c for c in points if c < log_c), reverse=True)
     hi = sorted(c for c in points if c > log_c)
     if lo and hi:
+        if points[lo[0]] is points[hi[0]]:  # one point met tol at both: a line would only drop its loss and gradient
+            return points[lo[0]]
         return problem.line_start(points[lo[0]], points[hi[0]], 10.0**log_c, -0.5, 1.5)
     side = lo or hi
     if len(side) < 2:
@@ -443,8 +445,9 @@ def linear_probe(
     A coarse sweep over C in 1e-6..1e6, then a parametric binary search between the best C and
     its neighbours in log space; the final model is refit on all of train. The same split, grid,
     objective and stopping rule as bench.reference.linear_probe_sklearn, fitted in float32 on the
-    job's device with warm starts along the C path (each fit starts from the nearest C's solution, or
-    one interpolated from the two either side).
+    job's device with warm starts along the C path (_path_start: the nearest C's solution where it
+    already meets tol, else the best point on the line through two solved Cs), the refit from the
+    chosen C's.
     sweep_tol is where the held-out fits stop (scikit-learn's tol, 1e-4; the final fit always uses it).
     Problems up to SMALL_PROBE (train rows × (dim + 1) × classes) fit in float64 to tol 1e-5.
     Returns (test class probabilities [N, max label + 1], chosen C, held-out accuracy at that C).

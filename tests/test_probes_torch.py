@@ -144,19 +144,20 @@ def test_linear_probe_steps_when_the_softmax_saturates():
 
 
 def test_path_start_is_the_best_point_on_its_line():
-    """A start between two solved Cs, or beyond them, is the minimum of the objective along the line
-    through them (scored on LINE_ROWS rows), not the log-midpoint: a dense grid of t on the same rows
-    finds nothing lower, and the start's logits are its weights' logits."""
+    """A start between two solved Cs, or beyond them on either side, is the minimum of the objective
+    along the line through them (scored on LINE_ROWS rows), not the log-midpoint nor the nearest
+    point: a dense grid of t on the same rows finds nothing lower, and the start's logits are its
+    weights' logits. A solved point that already meets tol at the new C is the start itself (its
+    loss and gradient come with it: no pass)."""
     from bench.probes import LINE_ROWS, _LogReg, _Memory, _path_start
 
     x, y = clustered(3000, 16, 5, noise=2.0)
     fit = _LogReg(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y), 5, keep_points=4)
     points = {}
     for log_c in (-4.0, -2.0):
-        points[log_c] = fit.fit(10.0**log_c, points.get(-4.0) or fit.start(10.0**log_c), _Memory())
+        points[log_c] = fit.fit(10.0**log_c, points.get(-4.0) or fit.start(10.0**log_c), _Memory(), tol=1e-6)
     rows = np.arange(0, 3000, 3000 // LINE_ROWS)[:LINE_ROWS]
     xs, ys = x[rows].astype(np.float64), y[rows]
-    a, b = points[-4.0].w.numpy(), points[-2.0].w.numpy()
 
     def objective(w, c):
         z = xs @ w[:, :16].T + w[:, 16]
@@ -164,13 +165,46 @@ def test_path_start_is_the_best_point_on_its_line():
         ce = np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(z)), ys])
         return ce + (w[:, :16] ** 2).sum() / (2 * c * 3000)
 
-    for log_c, grid in ((-3.0, np.linspace(-0.5, 1.5, 2001)), (0.0, np.geomspace(0.5, 1e3, 4001))):
+    lines = [  # (log C, the line's t = 0 and t = 1 ends, its grid of t)
+        (-3.0, -4.0, -2.0, np.linspace(-0.5, 1.5, 2001)),  # between
+        (0.0, -4.0, -2.0, np.geomspace(0.5, 1e3, 4001)),  # beyond, above
+        (-6.0, -2.0, -4.0, np.geomspace(0.5, 1e3, 4001)),  # beyond, below
+    ]
+    for log_c, lo, hi, grid in lines:
+        a, b = points[lo].w.numpy(), points[hi].w.numpy()
         start = _path_start(fit, points, log_c, 1e-4)
         t = (start.w.numpy() - a)[0, 0] / (b - a)[0, 0]
         np.testing.assert_allclose(start.w.numpy(), a + t * (b - a), rtol=0, atol=1e-12)
         best = min(objective(a + s * (b - a), 10.0**log_c) for s in grid)
         assert objective(start.w.numpy(), 10.0**log_c) <= best + 1e-6, (log_c, t)
+        assert objective(start.w.numpy(), 10.0**log_c) < objective(b, 10.0**log_c) - 1e-4, (log_c, t)  # better than the nearest
         np.testing.assert_allclose(start.z.numpy(), _LogReg.logits(start.w, fit.x).numpy(), rtol=0, atol=1e-10)
+    # where W scales with C, two decades past two solved Cs a decade apart is t ≈ 111 on their line
+    weak = {-8.0: fit.fit(1e-8, fit.start(1e-8), _Memory(), tol=1e-9)}
+    weak[-7.0] = fit.fit(1e-7, weak[-8.0], _Memory(), tol=1e-9)
+    a, b = weak[-8.0].w.numpy(), weak[-7.0].w.numpy()
+    start = _path_start(fit, weak, -5.0, 1e-9)
+    t = (start.w.numpy() - a)[0, 0] / (b - a)[0, 0]
+    assert objective(start.w.numpy(), 1e-5) <= min(objective(a + s * (b - a), 1e-5) for s in np.geomspace(0.5, 1e3, 4001)) + 1e-9, t
+    assert t > 50, t
+    assert _path_start(fit, points, -2.0 + 1e-6, 1e-4) is points[-2.0]
+    assert _path_start(fit, {-4.0: points[-4.0], -2.0: points[-4.0]}, -3.0, 0.0) is points[-4.0]
+
+
+def test_first_start_keeps_the_mean_row_at_the_priors():
+    """The first fit's start is one scaled gradient step in W; its intercepts take W·mean(x) off, so
+    on features with a large common mean the rows' logits average the log priors instead of
+    shifting by W·mean(x) (which the fit then spent passes taking back)."""
+    from bench.probes import _LogReg
+
+    x, y = clustered(2000, 16, 4, noise=1.0)
+    x = torch.as_tensor(x + 20.0, dtype=torch.float64)
+    fit = _LogReg(x, torch.as_tensor(y), 4)
+    w = fit.start(1e-3).w
+    mean_logits = _LogReg.logits(w, x).mean(0)
+    priors = torch.bincount(torch.as_tensor(y), minlength=4).double() / 2000
+    torch.testing.assert_close(mean_logits, priors.log(), rtol=0, atol=1e-9)
+    assert float(w[:, :16].abs().max()) > 1e-3  # the step itself is not 0
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
@@ -198,7 +232,7 @@ def test_linear_probe_reused_logits_and_statistics_are_the_passes(precision, mon
     def checked_fit(self, c, start, memory, max_iter=1000, tol=1e-4):
         if start.ce is not None and self.n == 1200:
             want = evaluate(self, start.w)
-            assert abs(start.ce - want.ce) <= 10 * atol
+            assert abs(start.ce - want.ce) <= atol / 10
             for got, ref in ((start.grad, want.grad), (start.curv, want.curv)):
                 torch.testing.assert_close(got.double(), ref.double(), rtol=0, atol=atol / 10)
             refit.append(self.n)
